@@ -1,0 +1,4 @@
+from ml_tabular.cli import main
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,141 @@
+"""The ``ml_tabular`` command: a LightningCLI over ml_tabular's models and DataModules, tracked in MLflow."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+
+from ml_tabular.config import MlflowConfig
+from ml_tabular.data.io import write_table
+from ml_tabular.errors import AppError
+from ml_tabular.models.base import MLPSystem
+
+# DataModule property -> model init arg, linked when both sides have it
+DATA_TO_MODEL_LINKS = {
+    "n_numeric": "n_numeric",
+    "cardinalities": "cardinalities",
+    "n_outputs": "n_outputs",
+    "resolved_task": "task",
+    "target_mean": "target_mean",
+    "target_std": "target_std",
+}
+TRACKED_SUBCOMMANDS = ("fit", "test")
+
+
+class MLTabularCLI(LightningCLI):
+    """LightningCLI in subclass mode for ``model`` and ``data``, with ``checkpoint:`` and ``mlflow:`` sections."""
+
+    def __init__(self, args: Any = None, run: bool = True) -> None:
+        from ml_tabular.mlops.save_config import LoggerSaveConfigCallback
+
+        super().__init__(
+            model_class=MLPSystem,
+            subclass_mode_model=True,
+            datamodule_class=pl.LightningDataModule,
+            subclass_mode_data=True,
+            save_config_callback=LoggerSaveConfigCallback,
+            auto_configure_optimizers=False,
+            args=args,
+            run=run,
+        )
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults(
+            {
+                "checkpoint.monitor": "val_loss",
+                "checkpoint.mode": "min",
+                "checkpoint.save_last": True,
+                "checkpoint.filename": "{epoch}-{val_loss:.4f}",
+            }
+        )
+        parser.add_class_arguments(MlflowConfig, "mlflow")
+        for source, target in DATA_TO_MODEL_LINKS.items():
+            parser.link_arguments(f"data.{source}", f"model.init_args.{target}", apply_on="instantiate")
+
+    def _prepare_subcommand_parser(
+        self, klass: type, subcommand: str, **kwargs: Any
+    ) -> LightningArgumentParser:
+        parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
+        if subcommand == "predict":
+            parser.add_argument(
+                "--output",
+                default="predictions.csv",
+                help="File the predictions are written to (.csv/.parquet).",
+            )
+        return parser
+
+    def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
+        mlflow = MlflowConfig(**self._get(self.config, "mlflow"))
+        if not mlflow.enabled or self.subcommand not in TRACKED_SUBCOMMANDS:
+            return super().instantiate_trainer(**kwargs)
+        from ml_tabular.mlops.callbacks import MlflowRunCallback
+
+        trainer = super().instantiate_trainer(logger=self._mlflow_logger(mlflow), **kwargs)
+        trainer.callbacks.append(MlflowRunCallback())
+        return trainer
+
+    def _mlflow_logger(self, mlflow: MlflowConfig) -> pl.loggers.Logger:
+        from ml_tabular.mlops.callbacks import run_id_from_checkpoint
+        from ml_tabular.mlops.logger import MLTabularLogger
+        from ml_tabular.mlops.naming import DEFAULT_EXPERIMENTS, DEFAULT_RUN_NAMES
+        from ml_tabular.mlops.tracking import format_run_name, require_mlflow, run_tags
+
+        require_mlflow()
+        ckpt_path = self._get(self.config, "ckpt_path")
+        run_id = run_id_from_checkpoint(ckpt_path) if ckpt_path not in (None, "last", "best") else None
+        model_type = getattr(self.model, "model_type", type(self.model).__name__)
+        dataset = getattr(self.datamodule, "dataset_name", "unknown")
+        seed = self._get(self.config, "seed_everything")
+        fields = {
+            **self._get(self.config, "data").get("init_args", {}),
+            **self._get(self.config, "model").get("init_args", {}),
+            "dataset": dataset,
+            "seed": seed,
+            "model": model_type,
+        }
+        return MLTabularLogger(
+            experiment_name=mlflow.experiment_name or DEFAULT_EXPERIMENTS.get(model_type, "ml_tabular"),
+            run_name=format_run_name(mlflow.run_name or DEFAULT_RUN_NAMES.get(model_type), fields),
+            tracking_uri=mlflow.tracking_uri,
+            tags=run_tags(model_type, dataset, seed, env=os.environ.get("ML_TABULAR_ENV", "dev")),
+            run_id=run_id,
+            log_artifacts=mlflow.log_artifacts,
+        )
+
+    def predict(self, model: pl.LightningModule, datamodule: pl.LightningDataModule, **kwargs: Any) -> None:
+        """Run ``trainer.predict`` and write the predictions table to ``--output``."""
+        kwargs["return_predictions"] = True
+        outputs = self.trainer.predict(model, datamodule=datamodule, **kwargs)
+        output = Path(self._get(self.config, "output"))
+        write_table(datamodule.predictions_frame(outputs), output)
+        logging.getLogger("ml_tabular").info(
+            "predictions: %d rows written to %s", sum(map(len, outputs)), output
+        )
+
+
+def _configure_logging() -> None:
+    logger = logging.getLogger("ml_tabular")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("[ml_tabular] %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
+def main(args: list[str] | None = None) -> None:
+    """Entry point of the ``ml_tabular`` console script and ``python -m ml_tabular``."""
+    _configure_logging()
+    try:
+        MLTabularCLI(args=args)
+    except AppError as err:
+        sys.stderr.write(f"ml_tabular: error: {err}\n")
+        raise SystemExit(2) from None

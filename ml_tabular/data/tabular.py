@@ -1,0 +1,257 @@
+"""``TabularDataModule``: a CSV/Parquet table -> preprocessed tensors in memory, split and batched."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Literal
+
+import lightning.pytorch as pl
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader
+
+from ml_tabular.data.batches import TensorBatches, batch_loader
+from ml_tabular.data.io import read_table, require_columns
+from ml_tabular.data.preprocessing import TabularPreprocessor, numeric_values, target_labels
+from ml_tabular.data.splits import split_indices
+from ml_tabular.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+MAX_AUTO_CLASSES = 20  # an integer target with at most this many values is read as classes by task=auto
+
+
+def check_fractions(val_fraction: float, test_fraction: float) -> None:
+    """Validate split fractions: ``0 < val``, ``0 <= test`` and ``val + test < 1``."""
+    if not (0 < val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
+        raise ConfigError(
+            f"data.init_args.val_fraction={val_fraction} and test_fraction={test_fraction} must satisfy "
+            "0 < val_fraction, 0 <= test_fraction and val_fraction + test_fraction < 1."
+        )
+
+
+class TabularDataModule(pl.LightningDataModule):
+    """A table of rows for classification or regression, split and preprocessed in memory.
+
+    The table is read and the preprocessing fitted (on the training split only) the first time a
+    size property is asked for, which the CLI does when it links sizes into the model.
+
+    Args:
+        path: CSV or Parquet file with one row per example.
+        target: Column to predict.
+        task: ``classification``, ``regression``, or ``auto`` (text/bool targets and integer targets with
+            at most 20 distinct values are classes; anything else is regression).
+        categorical_columns: Columns embedded as categories; ``null`` takes every non-numeric column.
+        numeric_columns: Columns used as numbers; ``null`` takes every remaining column.
+        drop_columns: Columns ignored entirely (ids, leaks).
+        val_fraction: Share of rows for validation.
+        test_fraction: Share of rows for the test split (0 for none).
+        batch_size: Rows per batch.
+        seed: Seed of the split and of the per-epoch shuffle order.
+        predict_path: Table to predict on with ``predict`` (``null`` predicts on ``path``); the target
+            column may be absent.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        target: str,
+        task: Literal["auto", "classification", "regression"] = "auto",
+        categorical_columns: list[str] | None = None,
+        numeric_columns: list[str] | None = None,
+        drop_columns: list[str] | None = None,
+        val_fraction: float = 0.15,
+        test_fraction: float = 0.15,
+        batch_size: int = 256,
+        seed: int = 42,
+        predict_path: str | None = None,
+    ) -> None:
+        super().__init__()
+        check_fractions(val_fraction, test_fraction)
+        if batch_size < 1:
+            raise ConfigError(f"data.init_args.batch_size must be >= 1, got {batch_size}.")
+        self.path = path
+        self.target = target
+        self.task = task
+        self.categorical_columns = categorical_columns
+        self.numeric_columns = numeric_columns
+        self.drop_columns = drop_columns or []
+        self.val_fraction = val_fraction
+        self.test_fraction = test_fraction
+        self.batch_size = batch_size
+        self.seed = seed
+        self.predict_path = predict_path
+        self.preprocessor: TabularPreprocessor | None = None
+        self.splits: dict[str, dict[str, torch.Tensor]] = {}
+
+    # ----- facts the model needs (linked by the CLI) -----
+    @property
+    def dataset_name(self) -> str:
+        """Name of the data set: the file name without suffix."""
+        return Path(self.path).stem
+
+    @property
+    def n_numeric(self) -> int:
+        """Width of the numeric input (scaled columns plus missing indicators)."""
+        return self.fitted.n_numeric
+
+    @property
+    def cardinalities(self) -> list[int]:
+        """Codes per categorical column (missing/unseen code included)."""
+        return self.fitted.cardinalities
+
+    @property
+    def resolved_task(self) -> str:
+        """``classification`` or ``regression``, after ``auto`` is decided."""
+        return self.fitted.task
+
+    @property
+    def n_outputs(self) -> int:
+        """Number of classes (classification) or 1 (regression)."""
+        return len(self.fitted.classes) if self.fitted.task == "classification" else 1
+
+    @property
+    def target_mean(self) -> float:
+        return self.fitted.target_mean
+
+    @property
+    def target_std(self) -> float:
+        return self.fitted.target_std
+
+    @property
+    def fitted(self) -> TabularPreprocessor:
+        """The fitted preprocessing, reading the table and fitting it on first use."""
+        if self.preprocessor is None:
+            self._prepare()
+        assert self.preprocessor is not None
+        return self.preprocessor
+
+    # ----- preparation -----
+    def _prepare(self) -> None:
+        frame = read_table(self.path)
+        require_columns(frame, [self.target], "data.init_args.target", self.path)
+        for key in ("categorical_columns", "numeric_columns", "drop_columns"):
+            require_columns(frame, getattr(self, key) or [], f"data.init_args.{key}", self.path)
+        frame = self._drop_missing_targets(frame)
+        task = self._resolve_task(frame[self.target])
+        categorical, numeric = self._column_roles(frame)
+        classes = target_labels(frame[self.target]) if task == "classification" else []
+        if task == "classification" and len(classes) < 2:
+            raise DataError(
+                f"target '{self.target}' in '{self.path}' has a single class {classes}; classification needs "
+                "at least two. Check the target column or the file."
+            )
+        strata = frame[self.target].astype("string").to_numpy() if task == "classification" else None
+        index = split_indices(len(frame), self.val_fraction, self.test_fraction, self.seed, strata)
+        if len(index["train"]) == 0 or len(index["val"]) == 0:
+            raise DataError(
+                f"'{self.path}' has {len(frame)} usable rows: too few for a training and a validation split "
+                f"with val_fraction={self.val_fraction}, test_fraction={self.test_fraction}."
+            )
+        prep = TabularPreprocessor(numeric, categorical, self.target, task)
+        self.preprocessor = prep.fit(frame.iloc[index["train"]], classes, self.path)
+        tensors = prep.transform(frame, self.path)
+        self.splits = {
+            name: {k: t[torch.from_numpy(rows)] for k, t in tensors.items()} for name, rows in index.items()
+        }
+        log.info(
+            "data: %s rows (train %d, val %d, test %d), %d numeric + %d missing indicators, %d categorical",
+            len(frame), len(index["train"]), len(index["val"]), len(index["test"]),
+            len(numeric), len(prep.indicator_columns), len(categorical),
+        )  # fmt: skip
+
+    def _drop_missing_targets(self, frame: pd.DataFrame) -> pd.DataFrame:
+        missing = frame[self.target].isna()
+        if missing.all():
+            raise DataError(f"target '{self.target}' in '{self.path}' is empty in every row.")
+        if missing.any():
+            log.warning("data: dropped %d rows whose target '%s' is missing", missing.sum(), self.target)
+            frame = frame.loc[~missing].reset_index(drop=True)
+        return frame
+
+    def _resolve_task(self, target: pd.Series) -> str:
+        if self.task != "auto":
+            return self.task
+        numeric = pd.api.types.is_numeric_dtype(target) and not pd.api.types.is_bool_dtype(target)
+        n_unique = target.nunique()
+        whole = numeric and bool((target == target.round()).all())
+        task = "classification" if not numeric or (whole and n_unique <= MAX_AUTO_CLASSES) else "regression"
+        log.info(
+            "data: task=auto -> %s (target '%s' is %s with %d distinct values); "
+            "set data.init_args.task to override",
+            task, self.target, "numeric" if numeric else "non-numeric", n_unique,
+        )  # fmt: skip
+        return task
+
+    def _column_roles(self, frame: pd.DataFrame) -> tuple[list[str], list[str]]:
+        used = {self.target, *self.drop_columns}
+        if self.categorical_columns is None:
+            rest = [c for c in frame.columns if c not in used and c not in (self.numeric_columns or [])]
+            categorical = [c for c in rest if not pd.api.types.is_numeric_dtype(frame[c])]
+        else:
+            categorical = list(self.categorical_columns)
+        if self.numeric_columns is None:
+            numeric = [c for c in frame.columns if c not in used and c not in categorical]
+        else:
+            numeric = list(self.numeric_columns)
+        overlap = (set(categorical) & set(numeric)) | ((set(categorical) | set(numeric)) & used)
+        if overlap:
+            raise ConfigError(
+                f"column(s) {sorted(overlap)} are given more than one role (target, drop, categorical, "
+                "numeric). Give each column one role in data.init_args."
+            )
+        if not categorical and not numeric:
+            raise DataError(f"'{self.path}' has no input columns besides the target '{self.target}'.")
+        for column in numeric:
+            numeric_values(frame, column, self.path)  # raises a clear error for text in a numeric column
+        return categorical, numeric
+
+    # ----- Lightning hooks -----
+    def setup(self, stage: str) -> None:
+        if stage != "predict" and not self.splits:
+            self._prepare()
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        tensors = self.splits[split]
+        if len(tensors["y"]) == 0:
+            raise ConfigError(f"the {split} split is empty: set data.init_args.{split}_fraction above 0.")
+        return batch_loader(TensorBatches(tensors), self.batch_size, shuffle, self.seed)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        path = self.predict_path or self.path
+        key = "data.init_args.predict_path" if self.predict_path else "data.init_args.path"
+        frame = read_table(path, key)
+        fitted = self.fitted
+        require_columns(frame, fitted.numeric_columns + fitted.categorical_columns, key, path)
+        tensors = fitted.transform(frame, path, with_target=False)
+        return batch_loader(TensorBatches(tensors), self.batch_size, shuffle=False, seed=self.seed)
+
+    def predictions_frame(self, outputs: list[torch.Tensor]) -> pd.DataFrame:
+        """Predictions as a table: ``prediction`` plus ``prob_<class>`` columns for classification."""
+        values = torch.cat(outputs).numpy()
+        fitted = self.fitted
+        if fitted.task == "regression":
+            return pd.DataFrame({"prediction": values.reshape(-1)})
+        classes = np.array(fitted.classes, dtype=object)
+        frame = pd.DataFrame({"prediction": classes[values.argmax(axis=1)]})
+        for i, label in enumerate(fitted.classes):
+            frame[f"prob_{label}"] = values[:, i]
+        return frame
+
+    # ----- checkpoint state -----
+    def state_dict(self) -> dict[str, Any]:
+        return {"preprocessor": self.fitted.state_dict()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.preprocessor = TabularPreprocessor.from_state_dict(state_dict["preprocessor"])

@@ -1,0 +1,1 @@
+"""Everything that talks to MLflow. Nothing outside this package imports ``mlflow``."""

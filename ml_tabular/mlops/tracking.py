@@ -1,0 +1,127 @@
+"""The one implementation behind MLflow tracking: store URIs, params, tags, git state.
+
+Nothing here imports ``mlflow`` at module level, so importing it costs nothing when tracking is off.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ml_tabular.errors import ConfigError, TrackingError
+
+DEFAULT_STORE_DIR = "mlruns"
+MAX_PARAM_LENGTH = 6000  # MLflow 3's limit on a param value
+
+
+def is_mlflow_available() -> bool:
+    """Whether the ``mlflow`` package can be imported (without importing it)."""
+    return importlib.util.find_spec("mlflow") is not None
+
+
+def require_mlflow() -> None:
+    """Stop with one clear line when tracking is on but MLflow is not installed."""
+    if not is_mlflow_available():
+        raise ConfigError(
+            "MLflow tracking is on (mlflow.enabled: true) but MLflow is not installed. "
+            "Install the extra with: pip install 'ml_tabular[mlops]' -- or turn tracking off with "
+            "--mlflow.enabled false."
+        )
+
+
+def default_tracking_uri(root: str | Path | None = None) -> str:
+    """The embedded store: ``sqlite:///<root>/mlruns/mlflow.db`` (root = working directory)."""
+    store = Path(root or Path.cwd()).resolve() / DEFAULT_STORE_DIR
+    return f"sqlite:///{store / 'mlflow.db'}"
+
+
+def resolve_tracking_uri(uri: str | None) -> str:
+    """The configured URI, else ``MLFLOW_TRACKING_URI``, else the embedded SQLite store.
+
+    A ``file:`` store (or a bare folder) is refused with a clear message unless MLflow's own
+    ``MLFLOW_ALLOW_FILE_STORE=true`` is set; a SQLite store's folder is created.
+    """
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
+    is_file_store = uri.startswith("file:") or ("://" not in uri and uri not in ("databricks",))
+    if is_file_store and os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").lower() != "true":
+        raise TrackingError(
+            f"mlflow.tracking_uri '{uri}' is a file store, which MLflow 3 no longer supports by default. "
+            f"Use the embedded SQLite store (leave tracking_uri null -> {default_tracking_uri()}), "
+            "a server URL (http://host:5000), or set MLFLOW_ALLOW_FILE_STORE=true to keep the file store."
+        )
+    if uri.startswith("sqlite:///"):
+        Path(uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+    return uri
+
+
+def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mappings -> dotted keys (``model.init_args.dropout``); lists stay values."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def param_value(value: Any) -> str:
+    """How a config value is written as an MLflow param (``None`` -> ``null``)."""
+    return "null" if value is None else str(value)
+
+
+def split_long_params(params: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """Split into params that fit MLflow's value limit and the long ones (kept whole as an artifact)."""
+    fits = {k: v for k, v in params.items() if len(v) <= MAX_PARAM_LENGTH}
+    return fits, {k: v for k, v in params.items() if k not in fits}
+
+
+def git_state(cwd: str | Path | None = None) -> dict[str, str]:
+    """``git_commit``, ``git_branch`` and ``git_dirty`` of the repository at ``cwd``; empty outside one."""
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10, check=True)
+        return done.stdout.strip()
+
+    try:
+        commit = git("rev-parse", "HEAD")
+        branch = git("rev-parse", "--abbrev-ref", "HEAD")
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    return {"git_commit": commit, "git_branch": branch, "git_dirty": str(dirty).lower()}
+
+
+def run_tags(model_type: str, dataset_name: str, seed: Any, env: str) -> dict[str, str]:
+    """The tags every run carries (INTERFACE §4), git state included when run inside a repository."""
+    tags = {
+        "model_type": model_type,
+        "framework": "pytorch-lightning",
+        "env": env,
+        "dataset_name": dataset_name,
+        "seed": str(seed),
+    }
+    git = git_state()
+    tags.update(git)
+    if git:
+        tags["mlflow.source.git.commit"] = git["git_commit"]
+        tags["mlflow.source.git.branch"] = git["git_branch"]
+    return tags
+
+
+def format_run_name(template: str | None, fields: Mapping[str, Any]) -> str | None:
+    """Fill a run-name template such as ``tabular_mlp__dataset={dataset}__seed={seed}``."""
+    if template is None:
+        return None
+    try:
+        return template.format(**fields)
+    except (KeyError, IndexError, ValueError) as err:
+        raise ConfigError(
+            f"mlflow.run_name template '{template}' uses an unknown field {err}. "
+            f"Known fields: {sorted(fields)}."
+        ) from err

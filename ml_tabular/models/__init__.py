@@ -1,0 +1,6 @@
+"""LightningModules: they own loss, metrics, optimizer and logging; networks live in ``ml_tabular.nn``."""
+
+from ml_tabular.models.base import MLPSystem
+from ml_tabular.models.tabular import TabularMLP
+
+__all__ = ["MLPSystem", "TabularMLP"]

@@ -1,0 +1,81 @@
+"""The shared LightningModule contract: one step for every stage, epoch-level metrics, resumable RNG."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import lightning.pytorch as pl
+import torch
+from torch import Tensor, nn
+from torchmetrics import MeanMetric, MetricCollection
+
+Batch = dict[str, Tensor]
+STAGES = ("train", "val", "test")
+
+
+class MLPSystem(pl.LightningModule):
+    """Base of the ml_tabular models: owns loss bookkeeping, metrics, optimizer and RNG state.
+
+    Subclasses build the network, then call :meth:`_init_metrics`, and implement :meth:`compute`.
+    Metrics are accumulated over the epoch (torchmetrics) and logged once per epoch as
+    ``<stage>_loss`` and ``<stage>_<metric>``; nothing is logged per step.
+    """
+
+    model_type: ClassVar[str]
+
+    def _init_metrics(self, metrics: MetricCollection) -> None:
+        # keys are "<stage>_..." because a ModuleDict key may not shadow nn.Module.train
+        self.losses = nn.ModuleDict({f"{stage}_loss": MeanMetric() for stage in STAGES})
+        self.metrics = nn.ModuleDict({f"{s}_metrics": metrics.clone(prefix=f"{s}_") for s in ("val", "test")})
+
+    def compute(self, batch: Batch) -> tuple[Tensor, Tensor, Tensor]:
+        """Return ``(loss, metric_predictions, metric_targets)`` for one batch."""
+        raise NotImplementedError
+
+    def _shared_step(self, batch: Batch, stage: str) -> Tensor:
+        loss, preds, target = self.compute(batch)
+        self.losses[f"{stage}_loss"].update(loss.detach(), weight=target.shape[0])
+        if stage != "train":
+            self.metrics[f"{stage}_metrics"].update(preds, target)
+        return loss
+
+    def _log_epoch(self, stage: str) -> None:
+        loss = self.losses[f"{stage}_loss"]
+        values = {f"{stage}_loss": loss.compute()}
+        loss.reset()
+        if stage != "train":
+            metrics = self.metrics[f"{stage}_metrics"]
+            values.update(metrics.compute())
+            metrics.reset()
+        self.log_dict(values, prog_bar=stage != "test")
+
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
+        return self._shared_step(batch, "train")
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        self._shared_step(batch, "val")
+
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
+        self._shared_step(batch, "test")
+
+    def on_train_epoch_end(self) -> None:
+        self._log_epoch("train")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch("test")
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.AdamW(
+            self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay
+        )
+
+    # The torch RNG (dropout) travels in the checkpoint so a resumed run continues bit-identically.
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["torch_rng_state"] = torch.get_rng_state()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if "torch_rng_state" in checkpoint:
+            torch.set_rng_state(checkpoint["torch_rng_state"])
