@@ -60,9 +60,7 @@ class MLTabularCLI(LightningCLI):
         for source, target in DATA_TO_MODEL_LINKS.items():
             parser.link_arguments(f"data.{source}", f"model.init_args.{target}", apply_on="instantiate")
 
-    def _prepare_subcommand_parser(
-        self, klass: type, subcommand: str, **kwargs: Any
-    ) -> LightningArgumentParser:
+    def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs: Any) -> LightningArgumentParser:
         parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
         if subcommand == "predict":
             parser.add_argument(
@@ -116,9 +114,7 @@ class MLTabularCLI(LightningCLI):
         outputs = self.trainer.predict(model, datamodule=datamodule, **kwargs)
         output = Path(self._get(self.config, "output"))
         write_table(datamodule.predictions_frame(outputs), output)
-        logging.getLogger("ml_tabular").info(
-            "predictions: %d rows written to %s", sum(map(len, outputs)), output
-        )
+        logging.getLogger("ml_tabular").info("predictions: %d rows written to %s", sum(map(len, outputs)), output)
 
 
 def _configure_logging() -> None:
@@ -131,11 +127,25 @@ def _configure_logging() -> None:
         logger.propagate = False
 
 
+def _app_error(exc: BaseException) -> AppError | None:
+    """The user error behind ``exc``: jsonargparse re-raises errors from ``__init__`` as ValueError."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, AppError):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
 def main(args: list[str] | None = None) -> None:
     """Entry point of the ``ml_tabular`` console script and ``python -m ml_tabular``."""
     _configure_logging()
     try:
         MLTabularCLI(args=args)
-    except AppError as err:
-        sys.stderr.write(f"ml_tabular: error: {err}\n")
+    except Exception as exc:
+        error = _app_error(exc)
+        if error is None:
+            raise  # a bug, not a user mistake: keep the traceback
+        sys.stderr.write(f"ml_tabular: error: {error}\n")
         raise SystemExit(2) from None

@@ -26,9 +26,7 @@ def make_titanic(n_rows: int = 891, seed: int = 0) -> pd.DataFrame:
     fare = np.round(rng.lognormal(np.log(np.array([85, 22, 12]))[pclass - 1], 0.5), 2)
     embarked = rng.choice(["S", "C", "Q"], size=n_rows, p=[0.72, 0.19, 0.09])
     deck = np.where(pclass == 1, rng.choice(list("ABCDE"), n_rows), rng.choice(list("DEFG"), n_rows))
-    logit = (
-        2.4 * (sex == "female") - 0.9 * (pclass - 2) - 0.025 * (age - 30) + 0.004 * fare - 0.3 * sibsp - 0.6
-    )
+    logit = 2.4 * (sex == "female") - 0.9 * (pclass - 2) - 0.025 * (age - 30) + 0.004 * fare - 0.3 * sibsp - 0.6
     survived = (rng.random(n_rows) < 1 / (1 + np.exp(-logit))).astype(int)
     frame = pd.DataFrame(
         {

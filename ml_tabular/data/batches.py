@@ -26,9 +26,7 @@ class TensorBatches(Dataset):
             rows (sliding windows); defaults to indexing every tensor.
     """
 
-    def __init__(
-        self, tensors: dict[str, Tensor], make_batch: Callable[[Index], dict[str, Tensor]] | None = None
-    ):
+    def __init__(self, tensors: dict[str, Tensor], make_batch: Callable[[Index], dict[str, Tensor]] | None = None):
         lengths = {len(t) for t in tensors.values()}
         if len(lengths) != 1:
             raise ValueError(f"tensors differ in length: { {k: len(t) for k, t in tensors.items()} }")
@@ -83,6 +81,4 @@ def batch_loader(dataset: TensorBatches, batch_size: int, shuffle: bool, seed: i
     """A ``DataLoader`` that fetches whole batches from ``dataset`` (no per-row collate)."""
     sampler = EpochBatchSampler(len(dataset), batch_size, shuffle, seed)
     # batch_size=None: the sampler's item already is a batch; the generator keeps the global RNG untouched
-    return DataLoader(
-        dataset, sampler=sampler, batch_size=None, generator=torch.Generator().manual_seed(seed)
-    )
+    return DataLoader(dataset, sampler=sampler, batch_size=None, generator=torch.Generator().manual_seed(seed))

@@ -29,10 +29,7 @@ def read_table(path: str | Path, key: str = "data.init_args.path") -> pd.DataFra
         )
     _check_suffix(path, key)
     try:
-        if path.suffix.lower() == ".csv":
-            frame = pd.read_csv(path, engine="pyarrow")
-        else:
-            frame = pd.read_parquet(path)
+        frame = pd.read_csv(path, engine="pyarrow") if path.suffix.lower() == ".csv" else pd.read_parquet(path)
     except (ValueError, OSError) as err:  # pyarrow raises ArrowInvalid (a ValueError) on malformed files
         raise DataError(f"{key}: could not read '{path}': {err}. Check that it is a valid table.") from err
     if frame.empty:

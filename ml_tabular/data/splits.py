@@ -10,9 +10,7 @@ def split_indices(
 ) -> dict[str, np.ndarray]:
     """Row indices for ``train``/``val``/``test``; each stratum (class) is split in the same proportions."""
     rng = np.random.default_rng(seed)
-    groups = (
-        [np.arange(n_rows)] if strata is None else [np.flatnonzero(strata == s) for s in np.unique(strata)]
-    )
+    groups = [np.arange(n_rows)] if strata is None else [np.flatnonzero(strata == s) for s in np.unique(strata)]
     parts: dict[str, list[np.ndarray]] = {"train": [], "val": [], "test": []}
     for group in groups:
         group = rng.permutation(group)

@@ -153,9 +153,7 @@ class TabularDataModule(pl.LightningDataModule):
         prep = TabularPreprocessor(numeric, categorical, self.target, task)
         self.preprocessor = prep.fit(frame.iloc[index["train"]], classes, self.path)
         tensors = prep.transform(frame, self.path)
-        self.splits = {
-            name: {k: t[torch.from_numpy(rows)] for k, t in tensors.items()} for name, rows in index.items()
-        }
+        self.splits = {name: {k: t[torch.from_numpy(rows)] for k, t in tensors.items()} for name, rows in index.items()}
         log.info(
             "data: %s rows (train %d, val %d, test %d), %d numeric + %d missing indicators, %d categorical",
             len(frame), len(index["train"]), len(index["val"]), len(index["test"]),

@@ -23,15 +23,11 @@ class MlflowRunCallback(Callback):
     """Writes the MLflow run id into every checkpoint (so ``--ckpt_path`` resumes the same run) and
     closes the run as KILLED on Ctrl-C or FAILED on an error, uploading the checkpoints it has."""
 
-    def on_save_checkpoint(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict
-    ) -> None:
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
         for logger in _mlflow_loggers(trainer):
             checkpoint[RUN_ID_KEY] = logger.run_id
 
-    def on_exception(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
-    ) -> None:
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         status = "killed" if isinstance(exception, KeyboardInterrupt) else "failed"
         for logger in _mlflow_loggers(trainer):
             logger.finalize(status)
@@ -44,8 +40,6 @@ def run_id_from_checkpoint(ckpt_path: str) -> str | None:
         raise ConfigError(f"--ckpt_path: checkpoint '{path}' does not exist. Pass the path of a .ckpt file.")
     try:
         checkpoint: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
-    except (
-        Exception
-    ) as err:  # torch raises a variety of unpickling errors for a file that is not a checkpoint
+    except Exception as err:  # torch raises a variety of unpickling errors for a file that is not a checkpoint
         raise ConfigError(f"--ckpt_path: '{path}' is not a readable Lightning checkpoint ({err}).") from err
     return checkpoint.get(RUN_ID_KEY)

@@ -132,9 +132,7 @@ class MLTabularLogger(MLFlowLogger):
         if self._logged_params is None:
             self._logged_params = dict(self.experiment.get_run(self.run_id).data.params)
         values = {k: param_value(v) for k, v in params.items()}
-        changed = {
-            k: v for k, v in values.items() if k in self._logged_params and self._logged_params[k] != v
-        }
+        changed = {k: v for k, v in values.items() if k in self._logged_params and self._logged_params[k] != v}
         if changed:
             log.warning("run %s keeps its first values for params changed since: %s", self.run_id, changed)
         new = {k: v for k, v in values.items() if k not in self._logged_params}

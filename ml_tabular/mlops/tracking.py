@@ -122,6 +122,5 @@ def format_run_name(template: str | None, fields: Mapping[str, Any]) -> str | No
         return template.format(**fields)
     except (KeyError, IndexError, ValueError) as err:
         raise ConfigError(
-            f"mlflow.run_name template '{template}' uses an unknown field {err}. "
-            f"Known fields: {sorted(fields)}."
+            f"mlflow.run_name template '{template}' uses an unknown field {err}. Known fields: {sorted(fields)}."
         ) from err

@@ -68,9 +68,7 @@ class MLPSystem(pl.LightningModule):
         self._log_epoch("test")
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.AdamW(
-            self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay
-        )
+        return torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
 
     # The torch RNG (dropout) travels in the checkpoint so a resumed run continues bit-identically.
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

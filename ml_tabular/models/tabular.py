@@ -21,10 +21,7 @@ from ml_tabular.nn import TabularNet
 
 
 def _classification_metrics(n_classes: int) -> MetricCollection:
-    if n_classes == 2:
-        kwargs = {"task": "binary"}
-    else:
-        kwargs = {"task": "multiclass", "num_classes": n_classes}
+    kwargs = {"task": "binary"} if n_classes == 2 else {"task": "multiclass", "num_classes": n_classes}
     return MetricCollection(
         {
             "accuracy": Accuracy(**kwargs),
@@ -35,9 +32,7 @@ def _classification_metrics(n_classes: int) -> MetricCollection:
 
 
 def _regression_metrics() -> MetricCollection:
-    return MetricCollection(
-        {"rmse": MeanSquaredError(squared=False), "mae": MeanAbsoluteError(), "r2": R2Score()}
-    )
+    return MetricCollection({"rmse": MeanSquaredError(squared=False), "mae": MeanAbsoluteError(), "r2": R2Score()})
 
 
 class TabularMLP(MLPSystem):
