@@ -1,0 +1,81 @@
+"""Shared fixtures: tiny tables in tmp_path, a per-test SQLite tracking store, a CLI runner."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+TABULAR_CONFIG = REPO / "configs" / "tabular.yaml"
+
+
+def make_table(n_rows: int = 160, seed: int = 0) -> pd.DataFrame:
+    """A small mixed table: numeric + categorical inputs, missing values, binary target ``y``."""
+    rng = np.random.default_rng(seed)
+    x1 = rng.normal(size=n_rows)
+    x2 = rng.normal(5, 2, size=n_rows)
+    color = rng.choice(["red", "green", "blue"], size=n_rows)
+    size = rng.choice(["S", "M", "L", "XL"], size=n_rows)
+    logit = 1.5 * x1 + (color == "red") * 1.0 - 0.3 * (x2 - 5)
+    frame = pd.DataFrame(
+        {
+            "id": np.arange(n_rows),
+            "x1": x1,
+            "x2": x2,
+            "color": color,
+            "size": size,
+            "y": (logit + rng.normal(scale=0.5, size=n_rows) > 0).astype(int),
+            "amount": 3.0 * x1 + rng.normal(scale=0.1, size=n_rows),
+        }
+    )
+    frame.loc[rng.random(n_rows) < 0.15, "x2"] = np.nan
+    frame.loc[rng.random(n_rows) < 0.1, "color"] = None
+    return frame
+
+
+@pytest.fixture
+def table_csv(tmp_path: Path) -> Path:
+    path = tmp_path / "table.csv"
+    make_table().to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture
+def tracking_uri(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+
+def tabular_args(data_path: Path, tracking_uri: str, epochs: int = 2) -> list[str]:
+    """CLI args training the shipped tabular config on ``data_path`` (target ``y``) for a few epochs."""
+    return [
+        "--config", str(TABULAR_CONFIG),
+        "--data.init_args.path", str(data_path),
+        "--data.init_args.target", "y",
+        "--data.init_args.categorical_columns", "[color, size]",
+        "--data.init_args.drop_columns", "[id, amount]",
+        "--data.init_args.batch_size", "32",
+        "--trainer.max_epochs", str(epochs),
+        "--trainer.enable_progress_bar", "false",
+        "--mlflow.tracking_uri", tracking_uri,
+    ]  # fmt: skip
+
+
+def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run ``python -m ml_tabular ARGS`` in ``cwd`` as a user would; output is captured as text."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "ML_TABULAR_"))}
+    full_env["PYTHONWARNINGS"] = "ignore"
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "ml_tabular", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
