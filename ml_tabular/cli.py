@@ -25,6 +25,10 @@ DATA_TO_MODEL_LINKS = {
     "resolved_task": "task",
     "target_mean": "target_mean",
     "target_std": "target_std",
+    "input_size": "input_size",
+    "horizon": "horizon",
+    "n_channels": "n_channels",
+    "mase_scale": "mase_scale",
 }
 TRACKED_SUBCOMMANDS = ("fit", "test")
 
@@ -75,9 +79,12 @@ class MLTabularCLI(LightningCLI):
         if not mlflow.enabled or self.subcommand not in TRACKED_SUBCOMMANDS:
             return super().instantiate_trainer(**kwargs)
         from ml_tabular.mlops.callbacks import MlflowRunCallback
+        from ml_tabular.mlops.plots import RunPlotsCallback
 
         trainer = super().instantiate_trainer(logger=self._mlflow_logger(mlflow), **kwargs)
         trainer.callbacks.append(MlflowRunCallback())
+        if mlflow.log_artifacts:
+            trainer.callbacks.append(RunPlotsCallback())
         return trainer
 
     def _mlflow_logger(self, mlflow: MlflowConfig) -> pl.loggers.Logger:

@@ -1,5 +1,6 @@
 """LightningDataModules: they own columns, splits and fitted preprocessing."""
 
 from ml_tabular.data.tabular import TabularDataModule
+from ml_tabular.data.timeseries import TimeSeriesDataModule
 
-__all__ = ["TabularDataModule"]
+__all__ = ["TabularDataModule", "TimeSeriesDataModule"]

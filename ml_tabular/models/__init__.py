@@ -2,5 +2,6 @@
 
 from ml_tabular.models.base import MLPSystem
 from ml_tabular.models.tabular import TabularMLP
+from ml_tabular.models.timeseries import TimeSeriesMLP
 
-__all__ = ["MLPSystem", "TabularMLP"]
+__all__ = ["MLPSystem", "TabularMLP", "TimeSeriesMLP"]

@@ -13,6 +13,11 @@ Batch = dict[str, Tensor]
 STAGES = ("train", "val", "test")
 
 
+def batch_size(batch: Batch) -> int:
+    """Examples in a batch (rows or windows): the length of its first tensor."""
+    return len(next(iter(batch.values())))
+
+
 class MLPSystem(pl.LightningModule):
     """Base of the ml_tabular models: owns loss bookkeeping, metrics, optimizer and RNG state.
 
@@ -34,7 +39,7 @@ class MLPSystem(pl.LightningModule):
 
     def _shared_step(self, batch: Batch, stage: str) -> Tensor:
         loss, preds, target = self.compute(batch)
-        self.losses[f"{stage}_loss"].update(loss.detach(), weight=target.shape[0])
+        self.losses[f"{stage}_loss"].update(loss.detach(), weight=batch_size(batch))
         if stage != "train":
             self.metrics[f"{stage}_metrics"].update(preds, target)
         return loss

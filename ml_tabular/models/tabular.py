@@ -106,9 +106,10 @@ class TabularMLP(MLPSystem):
             return loss, (probs[:, 1] if self.hparams.n_outputs == 2 else probs), y
         out = out.squeeze(1)
         loss = self.loss_fn(out, y)
-        return loss, self._unscale(out.detach()), self._unscale(y)
+        return loss, self.unscale(out.detach()), self.unscale(y)
 
-    def _unscale(self, values: Tensor) -> Tensor:
+    def unscale(self, values: Tensor) -> Tensor:
+        """Standardised target values -> the original scale."""
         return values * self.hparams.target_std + self.hparams.target_mean
 
     def predict_step(self, batch: Batch, batch_idx: int) -> Tensor:
@@ -116,7 +117,7 @@ class TabularMLP(MLPSystem):
         out = self(batch["x_num"], batch["x_cat"])
         if self.hparams.task == "classification":
             return out.softmax(dim=1)
-        return self._unscale(out.squeeze(1))
+        return self.unscale(out.squeeze(1))
 
 
 __all__ = ["TabularMLP"]

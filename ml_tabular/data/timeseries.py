@@ -1,0 +1,335 @@
+"""``TimeSeriesDataModule``: one or many series -> sliding windows (views), split by time."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader
+
+from ml_tabular.data.batches import Index, TensorBatches, batch_loader
+from ml_tabular.data.io import read_table, require_columns
+from ml_tabular.data.preprocessing import numeric_values
+from ml_tabular.data.tabular import check_fractions
+from ml_tabular.data.windows import chronological_bounds, seasonal_naive_errors, valid_window_starts
+from ml_tabular.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+SINGLE_SERIES = "__series__"
+
+
+@dataclass
+class SeriesScaling:
+    """Statistics fitted on the training stretches: target and covariate scaling, MASE scale."""
+
+    target_mean: float
+    target_std: float
+    feature_means: list[float]
+    feature_stds: list[float]
+    mase_scale: float
+
+    def scale(self, values: np.ndarray) -> np.ndarray:
+        """``[T, 1 + F]`` raw (target first) -> standardised."""
+        means = np.array([self.target_mean, *self.feature_means])
+        stds = np.array([self.target_std, *self.feature_stds])
+        return (values - means) / stds
+
+
+@dataclass
+class Series:
+    """One series as read: its id, raw values ``[T, 1 + F]``, timestamps and sampling step."""
+
+    series_id: Any
+    values: np.ndarray
+    timestamps: pd.DatetimeIndex
+    step: pd.Timedelta
+
+    @property
+    def breaks(self) -> np.ndarray:
+        """``[T]`` True where the time since the previous row is not the series' step (a gap)."""
+        gaps = np.zeros(len(self.timestamps), dtype=bool)
+        gaps[1:] = (self.timestamps[1:] - self.timestamps[:-1]) != self.step
+        return gaps
+
+
+def _std(values: np.ndarray) -> float:
+    std = float(np.nanstd(values))
+    return std if std > 1e-12 else 1.0
+
+
+class TimeSeriesDataModule(pl.LightningDataModule):
+    """Sliding windows of ``input_size`` past steps predicting the next ``horizon`` steps.
+
+    Each series is split by time: train is the first stretch, then validation, then test; a window
+    lies wholly inside one stretch. Windows are views into the stored series (``Tensor.unfold``);
+    a window holding a missing value (target or covariate) or a gap in the timestamps is skipped,
+    and the count is logged. Target and covariates are standardised with training-stretch statistics.
+
+    Args:
+        path: CSV or Parquet file in long format: one row per (series, timestamp).
+        target: Column to forecast.
+        timestamp_column: Column with the time of each row (parsed with pandas).
+        feature_columns: Past covariates fed to the model beside the target (``null`` for none).
+        series_id_column: Column naming the series of each row, for several series in one table.
+        input_size: Past steps the model sees.
+        horizon: Future steps it predicts.
+        stride: Steps between consecutive window starts.
+        season_length: Season of the seasonal-naive error that scales MASE (1 = naive, no season).
+        val_fraction: Share of each series' steps (the end, before test) for validation.
+        test_fraction: Share of each series' last steps for test.
+        batch_size: Windows per batch.
+        seed: Seed of the per-epoch shuffle order of training windows.
+        predict_path: Series to forecast beyond their end with ``predict`` (``null``: ``path``).
+    """
+
+    def __init__(
+        self,
+        path: str,
+        target: str,
+        timestamp_column: str = "timestamp",
+        feature_columns: list[str] | None = None,
+        series_id_column: str | None = None,
+        input_size: int = 48,
+        horizon: int = 12,
+        stride: int = 1,
+        season_length: int = 1,
+        val_fraction: float = 0.15,
+        test_fraction: float = 0.15,
+        batch_size: int = 256,
+        seed: int = 42,
+        predict_path: str | None = None,
+    ) -> None:
+        super().__init__()
+        check_fractions(val_fraction, test_fraction)
+        for key, value in {"input_size": input_size, "horizon": horizon, "stride": stride}.items():
+            if value < 1:
+                raise ConfigError(f"data.init_args.{key} must be >= 1, got {value}.")
+        if season_length < 1 or batch_size < 1:
+            raise ConfigError("data.init_args.season_length and batch_size must be >= 1.")
+        self.path = path
+        self.target = target
+        self.timestamp_column = timestamp_column
+        self.feature_columns = feature_columns or []
+        self.series_id_column = series_id_column
+        self.input_size = input_size
+        self.horizon = horizon
+        self.stride = stride
+        self.season_length = season_length
+        self.val_fraction = val_fraction
+        self.test_fraction = test_fraction
+        self.batch_size = batch_size
+        self.seed = seed
+        self.predict_path = predict_path
+        self.scaling: SeriesScaling | None = None
+        self.values: Tensor | None = None  # [T_total, 1 + F], all series end to end, standardised
+        self.starts: dict[str, Tensor] = {}  # split -> window start steps into ``values``
+        self.forecast_index: pd.DataFrame | None = None  # what each predicted row is (set by predict)
+
+    # ----- facts the model needs (linked by the CLI) -----
+    @property
+    def dataset_name(self) -> str:
+        return Path(self.path).stem
+
+    @property
+    def n_channels(self) -> int:
+        """Values per time step the model sees: the target plus each covariate."""
+        return 1 + len(self.feature_columns)
+
+    @property
+    def target_mean(self) -> float:
+        return self.fitted.target_mean
+
+    @property
+    def target_std(self) -> float:
+        return self.fitted.target_std
+
+    @property
+    def mase_scale(self) -> float:
+        """Mean in-sample seasonal-naive absolute error of the training stretches (original scale)."""
+        return self.fitted.mase_scale
+
+    @property
+    def fitted(self) -> SeriesScaling:
+        if self.scaling is None:
+            self._prepare()
+        assert self.scaling is not None
+        return self.scaling
+
+    # ----- reading -----
+    def _read_series(self, path: str, key: str) -> list[Series]:
+        frame = read_table(path, key)
+        columns = [self.timestamp_column, self.target, *self.feature_columns]
+        require_columns(frame, columns + ([self.series_id_column] if self.series_id_column else []), key, path)
+        stamps = pd.to_datetime(frame[self.timestamp_column], errors="coerce", format="mixed")
+        if stamps.isna().any():
+            bad = frame.loc[stamps.isna(), self.timestamp_column].astype(str).unique()[:3].tolist()
+            raise DataError(
+                f"timestamp column '{self.timestamp_column}' in '{path}' has values that are not dates/times: {bad}. "
+                "Fix those rows or point data.init_args.timestamp_column at the right column."
+            )
+        frame = frame.assign(**{self.timestamp_column: stamps})
+        ids = frame[self.series_id_column] if self.series_id_column else pd.Series(SINGLE_SERIES, index=frame.index)
+        frame = frame.assign(_series=ids).sort_values(["_series", self.timestamp_column], kind="stable")
+        duplicated = frame.duplicated(["_series", self.timestamp_column])
+        if duplicated.any():
+            row = frame.loc[duplicated].iloc[0]
+            where = "" if self.series_id_column is None else f" in series '{row['_series']}'"
+            raise DataError(
+                f"'{path}' has duplicate timestamps{where}, e.g. {row[self.timestamp_column]}. "
+                "Each series needs one row per timestamp: aggregate or drop the duplicates "
+                "(or set data.init_args.series_id_column if the table holds several series)."
+            )
+        series = []
+        for series_id, rows in frame.groupby("_series", sort=False):
+            values = np.column_stack([numeric_values(rows, c, path) for c in (self.target, *self.feature_columns)])
+            timestamps = pd.DatetimeIndex(rows[self.timestamp_column])
+            step = pd.Series(timestamps).diff().median() if len(rows) > 1 else pd.Timedelta(0)
+            series.append(Series(series_id, values, timestamps, step))
+        return series
+
+    def _name(self, item: Series) -> str:
+        return "the series" if item.series_id == SINGLE_SERIES else f"series '{item.series_id}'"
+
+    def _check_length(self, item: Series, needed: int, what: str) -> None:
+        if len(item.values) < needed:
+            raise DataError(
+                f"{self._name(item)} in '{self.path}' has {len(item.values)} steps; {what} needs at least {needed} "
+                f"(input_size={self.input_size}, horizon={self.horizon}). Use a smaller input_size/horizon "
+                "or a longer series."
+            )
+
+    def _split_bounds(self, item: Series) -> dict[str, tuple[int, int]]:
+        width = self.input_size + self.horizon
+        self._check_length(item, width, "one window of input_size + horizon")
+        split = chronological_bounds(len(item.values), self.val_fraction, self.test_fraction)
+        for name, (begin, end) in split.items():
+            if (name != "test" or self.test_fraction > 0) and end - begin < width:
+                raise DataError(
+                    f"the {name} stretch of {self._name(item)} in '{self.path}' has {end - begin} steps, fewer than "
+                    f"input_size + horizon = {width}: no window fits. Lower input_size/horizon or raise "
+                    "data.init_args.val_fraction/test_fraction."
+                )
+        return split
+
+    # ----- preparation -----
+    def _prepare(self) -> None:
+        series = self._read_series(self.path, "data.init_args.path")
+        bounds = [self._split_bounds(item) for item in series]
+        self.scaling = self._fit_scaling(series, bounds)
+        self._build_windows(series, bounds)
+
+    def _fit_scaling(self, series: list[Series], bounds: list[dict[str, tuple[int, int]]]) -> SeriesScaling:
+        train = np.concatenate([item.values[slice(*b["train"])] for item, b in zip(series, bounds, strict=True)])
+        naive = np.concatenate(
+            [
+                seasonal_naive_errors(item.values[slice(*b["train"]), 0], self.season_length)
+                for item, b in zip(series, bounds, strict=True)
+            ]
+        )
+        mase_scale = float(naive.mean()) if naive.size and naive.mean() > 0 else 1.0
+        n_features = len(self.feature_columns)
+        return SeriesScaling(
+            target_mean=float(np.nanmean(train[:, 0])),
+            target_std=_std(train[:, 0]),
+            feature_means=[float(np.nanmean(train[:, 1 + i])) for i in range(n_features)],
+            feature_stds=[_std(train[:, 1 + i]) for i in range(n_features)],
+            mase_scale=mase_scale,
+        )
+
+    def _build_windows(self, series: list[Series], bounds: list[dict[str, tuple[int, int]]]) -> None:
+        width = self.input_size + self.horizon
+        starts: dict[str, list[np.ndarray]] = {"train": [], "val": [], "test": []}
+        chunks, offset, possible = [], 0, 0
+        for item, split in zip(series, bounds, strict=True):
+            raw = item.values
+            bad = np.isnan(raw).any(axis=1)
+            for name, (begin, end) in split.items():
+                possible += len(range(begin, end - width + 1, self.stride))
+                starts[name].append(offset + valid_window_starts(bad, item.breaks, begin, end, width, self.stride))
+            chunks.append(np.nan_to_num(self.fitted.scale(raw)).astype(np.float32))
+            offset += len(raw)
+        self.values = torch.from_numpy(np.concatenate(chunks))
+        self.starts = {name: torch.from_numpy(np.concatenate(parts)) for name, parts in starts.items()}
+        for name in ("train", "val", "test") if self.test_fraction > 0 else ("train", "val"):
+            if len(self.starts[name]) == 0:
+                raise DataError(
+                    f"the {name} stretch of '{self.path}' has no complete window: every window holds a gap or a "
+                    "missing value. Fill the gaps, or lower input_size/horizon."
+                )
+        kept = sum(len(s) for s in self.starts.values())
+        log.info(
+            "data: %d series, %d steps; windows train %d, val %d, test %d (%d skipped for gaps/missing values)",
+            len(series), offset, *(len(self.starts[n]) for n in ("train", "val", "test")), possible - kept,
+        )  # fmt: skip
+
+    # ----- batches -----
+    def _windows(self, starts: Tensor) -> dict[str, Tensor]:
+        assert self.values is not None
+        view = self.values.unfold(0, self.input_size + self.horizon, 1)  # [T - W + 1, C, W], no copy
+        window = view[starts]  # [B, C, W]: only this batch is copied
+        return {"x": window[:, :, : self.input_size].transpose(1, 2), "y": window[:, 0, self.input_size :]}
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        starts = self.starts[split]
+
+        def make_batch(index: Index) -> dict[str, Tensor]:
+            return self._windows(starts[index])
+
+        return batch_loader(TensorBatches({"start": starts}, make_batch), self.batch_size, shuffle, self.seed)
+
+    def setup(self, stage: str) -> None:
+        if stage != "predict" and self.values is None:
+            self._prepare()
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    # ----- forecasting beyond the end -----
+    def predict_dataloader(self) -> DataLoader:
+        path = self.predict_path or self.path
+        series = self._read_series(path, "data.init_args.predict_path" if self.predict_path else "data.init_args.path")
+        inputs, index = [], []
+        for item in series:
+            self._check_length(item, self.input_size, "a forecast (one input window)")
+            last = item.values[-self.input_size :]
+            if np.isnan(last).any() or item.breaks[-self.input_size + 1 :].any():
+                raise DataError(
+                    f"the last {self.input_size} steps of {self._name(item)} in '{path}' have missing "
+                    "values or a gap; a forecast needs a complete input window."
+                )
+            inputs.append(self.fitted.scale(last).astype(np.float32))
+            future = item.timestamps[-1] + item.step * np.arange(1, self.horizon + 1)
+            index.append(
+                pd.DataFrame({"series_id": item.series_id, "timestamp": future, "step": range(1, self.horizon + 1)})
+            )
+        self.forecast_index = pd.concat(index, ignore_index=True)
+        x = torch.from_numpy(np.stack(inputs))  # [n_series, L, C]
+        return batch_loader(TensorBatches({"x": x}), self.batch_size, shuffle=False, seed=self.seed)
+
+    def predictions_frame(self, outputs: list[Tensor]) -> pd.DataFrame:
+        """One row per (series, future step): ``timestamp``, ``step`` (1..horizon), ``prediction``."""
+        assert self.forecast_index is not None, "predict_dataloader() makes the forecast index"
+        frame = self.forecast_index.assign(prediction=torch.cat(outputs).reshape(-1).numpy())
+        if self.series_id_column is None:
+            return frame.drop(columns="series_id")
+        return frame.rename(columns={"series_id": self.series_id_column})
+
+    # ----- checkpoint state -----
+    def state_dict(self) -> dict[str, Any]:
+        return {"scaling": asdict(self.fitted)}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.scaling = SeriesScaling(**state_dict["scaling"])
