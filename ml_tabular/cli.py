@@ -99,9 +99,9 @@ class MLTabularCLI(LightningCLI):
         model_type = getattr(self.model, "model_type", type(self.model).__name__)
         dataset = getattr(self.datamodule, "dataset_name", "unknown")
         seed = self._get(self.config, "seed_everything")
-        fields = {
-            **self._get(self.config, "data").get("init_args", {}),
+        fields = {  # data last: the model's linked args (input_size, horizon, ...) hold defaults here
             **self._get(self.config, "model").get("init_args", {}),
+            **self._get(self.config, "data").get("init_args", {}),
             "dataset": dataset,
             "seed": seed,
             "model": model_type,

@@ -13,6 +13,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 TABULAR_CONFIG = REPO / "configs" / "tabular.yaml"
+TIMESERIES_CONFIG = REPO / "configs" / "timeseries.yaml"
 
 
 def make_table(n_rows: int = 160, seed: int = 0) -> pd.DataFrame:
@@ -46,6 +47,27 @@ def table_csv(tmp_path: Path) -> Path:
     return path
 
 
+def make_series(n_steps: int = 400, seed: int = 0) -> pd.DataFrame:
+    """An hourly series with a daily cycle, trend, noise and a covariate; columns timestamp, value, temp."""
+    rng = np.random.default_rng(seed)
+    hour = np.arange(n_steps) % 24
+    value = 10 + 5 * np.sin(2 * np.pi * hour / 24) + 0.01 * np.arange(n_steps) + rng.normal(0, 0.3, n_steps)
+    return pd.DataFrame(
+        {
+            "timestamp": pd.date_range("2024-01-01", periods=n_steps, freq="h"),
+            "value": value,
+            "temp": rng.normal(0, 1, n_steps),
+        }
+    )
+
+
+@pytest.fixture
+def series_csv(tmp_path: Path) -> Path:
+    path = tmp_path / "series.csv"
+    make_series().to_csv(path, index=False)
+    return path
+
+
 @pytest.fixture
 def tracking_uri(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -60,6 +82,43 @@ def tabular_args(data_path: Path, tracking_uri: str, epochs: int = 2) -> list[st
         "--data.init_args.categorical_columns", "[color, size]",
         "--data.init_args.drop_columns", "[id, amount]",
         "--data.init_args.batch_size", "32",
+        "--trainer.max_epochs", str(epochs),
+        "--trainer.enable_progress_bar", "false",
+        "--mlflow.tracking_uri", tracking_uri,
+    ]  # fmt: skip
+
+
+def only_run(tracking_uri: str, experiment: str = "ml_tabular_tabular_baselines"):
+    """The client and the single run of ``experiment`` in the store (fails if there is not exactly one)."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+    assert len(runs) == 1, [r.info.run_name for r in runs]
+    return client, runs[0]
+
+
+def history(client, run_id: str, key: str) -> list[tuple[int, float]]:
+    """``(step, value)`` pairs of a metric, in logging order."""
+    return [(m.step, m.value) for m in client.get_metric_history(run_id, key)]
+
+
+def artifacts(client, run_id: str, folder: str) -> set[str]:
+    """Artifact paths directly under ``folder`` of a run."""
+    return {a.path for a in client.list_artifacts(run_id, folder)}
+
+
+def timeseries_args(data_path: Path, tracking_uri: str, epochs: int = 2) -> list[str]:
+    """CLI args training the shipped time-series config on ``data_path`` (target ``value``)."""
+    return [
+        "--config", str(TIMESERIES_CONFIG),
+        "--data.init_args.path", str(data_path),
+        "--data.init_args.target", "value",
+        "--data.init_args.feature_columns", "[temp]",
+        "--data.init_args.input_size", "24",
+        "--data.init_args.horizon", "6",
+        "--data.init_args.batch_size", "32",
+        "--model.init_args.hidden_dims", "[32]",
         "--trainer.max_epochs", str(epochs),
         "--trainer.enable_progress_bar", "false",
         "--mlflow.tracking_uri", tracking_uri,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import make_table, run_cli, tabular_args
+from conftest import artifacts, history, make_table, only_run, run_cli, tabular_args
 from mlflow import MlflowClient
 
 pytestmark = pytest.mark.slow
@@ -30,21 +30,6 @@ class StopAtEpoch(Callback):
                 os.kill(os.getpid(), signal.SIGINT)
             raise RuntimeError("boom: a bug in user code")
 '''
-
-
-def only_run(tracking_uri: str, experiment: str = "ml_tabular_tabular_baselines"):
-    client = MlflowClient(tracking_uri)
-    runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
-    assert len(runs) == 1, [r.info.run_name for r in runs]
-    return client, runs[0]
-
-
-def history(client: MlflowClient, run_id: str, key: str) -> list[tuple[int, float]]:
-    return [(m.step, m.value) for m in client.get_metric_history(run_id, key)]
-
-
-def artifacts(client: MlflowClient, run_id: str, folder: str) -> set[str]:
-    return {a.path for a in client.list_artifacts(run_id, folder)}
 
 
 def git_repo(path: Path) -> None:
