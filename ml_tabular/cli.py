@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +12,7 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-from ml_tabular.config import MlflowConfig
+from ml_tabular.config import AppConfig, MlflowConfig, env_overrides, profile_config
 from ml_tabular.data.io import write_table
 from ml_tabular.errors import AppError
 from ml_tabular.models.base import MLPSystem
@@ -39,6 +39,7 @@ class MLTabularCLI(LightningCLI):
     def __init__(self, args: Any = None, run: bool = True) -> None:
         from ml_tabular.mlops.save_config import LoggerSaveConfigCallback
 
+        self.profile = profile_config()
         super().__init__(
             model_class=MLPSystem,
             subclass_mode_model=True,
@@ -61,8 +62,25 @@ class MLTabularCLI(LightningCLI):
             }
         )
         parser.add_class_arguments(MlflowConfig, "mlflow")
+        parser.set_defaults({f"mlflow.{key}": value for key, value in asdict(self.profile.mlflow).items()})
         for source, target in DATA_TO_MODEL_LINKS.items():
             parser.link_arguments(f"data.{source}", f"model.init_args.{target}", apply_on="instantiate")
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        """Parse with ``ML_TABULAR_MLFLOW__*`` variables placed above the YAML files and below explicit flags."""
+        argv = list(sys.argv[1:] if args is None else args)
+        if argv and argv[0] in self.subcommands():
+            argv += [
+                f"--{section}.{key}={_yaml_value(value)}"
+                for section, values in env_overrides().items()
+                for key, value in values.items()
+                if not any(a == f"--{section}.{key}" or a.startswith(f"--{section}.{key}=") for a in argv)
+            ]
+        self.config = parser.parse_args(argv)
+
+    def app_config(self) -> AppConfig:
+        """The effective application config of this invocation (every layer applied)."""
+        return AppConfig(env=self.profile.env, mlflow=MlflowConfig(**self._get(self.config, "mlflow")))
 
     def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs: Any) -> LightningArgumentParser:
         parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
@@ -75,7 +93,7 @@ class MLTabularCLI(LightningCLI):
         return parser
 
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
-        mlflow = MlflowConfig(**self._get(self.config, "mlflow"))
+        mlflow = self.app_config().mlflow
         if not mlflow.enabled or self.subcommand not in TRACKED_SUBCOMMANDS:
             return super().instantiate_trainer(**kwargs)
         from ml_tabular.mlops.callbacks import MlflowRunCallback
@@ -110,7 +128,7 @@ class MLTabularCLI(LightningCLI):
             experiment_name=mlflow.experiment_name or DEFAULT_EXPERIMENTS.get(model_type, "ml_tabular"),
             run_name=format_run_name(mlflow.run_name or DEFAULT_RUN_NAMES.get(model_type), fields),
             tracking_uri=mlflow.tracking_uri,
-            tags=run_tags(model_type, dataset, seed, env=os.environ.get("ML_TABULAR_ENV", "dev")),
+            tags=run_tags(model_type, dataset, seed, env=self.profile.env),
             run_id=run_id,
             log_artifacts=mlflow.log_artifacts,
         )
@@ -122,6 +140,10 @@ class MLTabularCLI(LightningCLI):
         output = Path(self._get(self.config, "output"))
         write_table(datamodule.predictions_frame(outputs), output)
         logging.getLogger("ml_tabular").info("predictions: %d rows written to %s", sum(map(len, outputs)), output)
+
+
+def _yaml_value(value: Any) -> str:
+    return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def _configure_logging() -> None:
