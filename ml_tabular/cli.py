@@ -15,6 +15,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from ml_tabular.config import AppConfig, MlflowConfig, env_overrides, profile_config
 from ml_tabular.data.io import write_table
 from ml_tabular.errors import AppError
+from ml_tabular.logs import configure_logging
 from ml_tabular.models.base import MLPSystem
 
 # DataModule property -> model init arg, linked when both sides have it
@@ -131,6 +132,7 @@ class MLTabularCLI(LightningCLI):
             tags=run_tags(model_type, dataset, seed, env=self.profile.env),
             run_id=run_id,
             log_artifacts=mlflow.log_artifacts,
+            app_config=self.app_config().to_dict(),
         )
 
     def predict(self, model: pl.LightningModule, datamodule: pl.LightningDataModule, **kwargs: Any) -> None:
@@ -146,16 +148,6 @@ def _yaml_value(value: Any) -> str:
     return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
 
 
-def _configure_logging() -> None:
-    logger = logging.getLogger("ml_tabular")
-    if not logger.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("[ml_tabular] %(message)s"))
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-        logger.propagate = False
-
-
 def _app_error(exc: BaseException) -> AppError | None:
     """The user error behind ``exc``: jsonargparse re-raises errors from ``__init__`` as ValueError."""
     seen: set[int] = set()
@@ -169,7 +161,7 @@ def _app_error(exc: BaseException) -> AppError | None:
 
 def main(args: list[str] | None = None) -> None:
     """Entry point of the ``ml_tabular`` console script and ``python -m ml_tabular``."""
-    _configure_logging()
+    configure_logging()
     try:
         MLTabularCLI(args=args)
     except Exception as exc:

@@ -149,14 +149,17 @@ def _build(env: str, values: dict[str, Any], origin: Path | str | None) -> AppCo
     return AppConfig(env=env, **sections)
 
 
-def get_config(env: str | None = None) -> AppConfig:
-    """The effective application config: defaults < profile ``env`` < ``ML_TABULAR_<SECTION>__<KEY>``.
+def get_config(env: str | None = None, run_config: dict[str, Any] | None = None) -> AppConfig:
+    """The effective application config: defaults < profile < ``run_config`` < ``ML_TABULAR_<SECTION>__<KEY>``.
 
     Args:
         env: Profile to use; ``None`` reads ``ML_TABULAR_ENV`` (default ``dev``).
+        run_config: A run config (see :func:`load_run_config`) whose sections (``mlflow:``) sit above the profile.
     """
     base = profile_config(env)
     values = {name: asdict(getattr(base, name)) for name in SECTIONS}
+    for name in SECTIONS:
+        values[name].update((run_config or {}).get(name) or {})
     for section, overrides in env_overrides().items():
         values[section].update(overrides)
-    return _build(base.env, values, "environment")
+    return _build(base.env, values, "run config or environment")

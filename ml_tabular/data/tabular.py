@@ -20,6 +20,7 @@ from ml_tabular.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
+TABLE_HEAD_ROWS = 100
 MAX_AUTO_CLASSES = 20  # an integer target with at most this many values is read as classes by task=auto
 
 
@@ -85,6 +86,8 @@ class TabularDataModule(pl.LightningDataModule):
         self.predict_path = predict_path
         self.preprocessor: TabularPreprocessor | None = None
         self.splits: dict[str, dict[str, torch.Tensor]] = {}
+        self.table_head: pd.DataFrame | None = None  # first raw rows, describing the table (schema, example)
+        self.table_rows = 0
 
     # ----- facts the model needs (linked by the CLI) -----
     @property
@@ -131,6 +134,7 @@ class TabularDataModule(pl.LightningDataModule):
     # ----- preparation -----
     def _prepare(self) -> None:
         frame = read_table(self.path)
+        self.table_head, self.table_rows = frame.head(TABLE_HEAD_ROWS), len(frame)
         require_columns(frame, [self.target], "data.init_args.target", self.path)
         for key in ("categorical_columns", "numeric_columns", "drop_columns"):
             require_columns(frame, getattr(self, key) or [], f"data.init_args.{key}", self.path)

@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 from ml_tabular.data.batches import Index, TensorBatches, batch_loader
 from ml_tabular.data.io import read_table, require_columns
 from ml_tabular.data.preprocessing import numeric_values
-from ml_tabular.data.tabular import check_fractions
+from ml_tabular.data.tabular import TABLE_HEAD_ROWS, check_fractions
 from ml_tabular.data.windows import chronological_bounds, seasonal_naive_errors, valid_window_starts
 from ml_tabular.errors import ConfigError, DataError
 
@@ -131,6 +131,8 @@ class TimeSeriesDataModule(pl.LightningDataModule):
         self.values: Tensor | None = None  # [T_total, 1 + F], all series end to end, standardised
         self.starts: dict[str, Tensor] = {}  # split -> window start steps into ``values``
         self.forecast_index: pd.DataFrame | None = None  # what each predicted row is (set by predict)
+        self.table_head: pd.DataFrame | None = None  # first raw rows, describing the table (schema, example)
+        self.table_rows = 0
 
     # ----- facts the model needs (linked by the CLI) -----
     @property
@@ -165,6 +167,8 @@ class TimeSeriesDataModule(pl.LightningDataModule):
     # ----- reading -----
     def _read_series(self, path: str, key: str) -> list[Series]:
         frame = read_table(path, key)
+        if path == self.path:
+            self.table_head, self.table_rows = frame.head(TABLE_HEAD_ROWS), len(frame)
         columns = [self.timestamp_column, self.target, *self.feature_columns]
         require_columns(frame, columns + ([self.series_id_column] if self.series_id_column else []), key, path)
         stamps = pd.to_datetime(frame[self.timestamp_column], errors="coerce", format="mixed")

@@ -20,8 +20,16 @@ def _mlflow_loggers(trainer: pl.Trainer) -> list[MLTabularLogger]:
 
 
 class MlflowRunCallback(Callback):
-    """Writes the MLflow run id into every checkpoint (so ``--ckpt_path`` resumes the same run) and
-    closes the run as KILLED on Ctrl-C or FAILED on an error, uploading the checkpoints it has."""
+    """Ties training to its MLflow run: logs the training table as a dataset input, writes the run id
+    into every checkpoint (so ``--ckpt_path`` resumes the same run), and closes the run as KILLED on
+    Ctrl-C or FAILED on an error, uploading the checkpoints it has."""
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        data = trainer.datamodule
+        if getattr(data, "table_head", None) is None or trainer.ckpt_path is not None:
+            return  # not one of ours, or a resumed run that already has its input
+        for logger in _mlflow_loggers(trainer):
+            logger.recorder.log_dataset(data.dataset_name, data.path, data.table_head, data.table_rows, data.target)
 
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
         for logger in _mlflow_loggers(trainer):

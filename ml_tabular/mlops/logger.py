@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import shutil
 import tempfile
 from collections.abc import Mapping
@@ -15,20 +14,12 @@ from lightning.pytorch.loggers import MLFlowLogger
 from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.utilities import rank_zero_only
 
-from ml_tabular.mlops.tracking import (
-    DEFAULT_STORE_DIR,
-    flatten,
-    param_value,
-    require_mlflow,
-    resolve_tracking_uri,
-    split_long_params,
-)
-
-log = logging.getLogger(__name__)
+from ml_tabular.logs import captured_log
+from ml_tabular.mlops.recorder import APP_CONFIG, TRAIN_LOG, RunRecorder
+from ml_tabular.mlops.secrets import redact
+from ml_tabular.mlops.tracking import DEFAULT_STORE_DIR, require_mlflow, resolve_tracking_uri
 
 _STATUSES = {"success": "FINISHED", "finished": "FINISHED", "failed": "FAILED", "killed": "KILLED"}
-RUN_CONFIG = "configs/run_config.yaml"
-LONG_PARAMS = "configs/long_params.yaml"
 
 
 class MLTabularLogger(MLFlowLogger):
@@ -36,18 +27,20 @@ class MLTabularLogger(MLFlowLogger):
 
     - metrics are stepped by epoch index (not by optimizer step);
     - :meth:`log_config` records the effective CLI config as dotted params and as
-      ``configs/run_config.yaml``; values over MLflow's length limit go whole to an artifact;
-    - the best and last checkpoints are uploaded to ``checkpoints/`` when the run ends, however it ends;
+      ``configs/run_config.yaml``, the application config as ``configs/effective_app_config.yaml``,
+      library versions and the uncommitted git diff; secrets are redacted everywhere;
+    - the best and last checkpoints and ``logs/train.log`` are uploaded when the run ends, however it ends;
     - a run reopened by ``run_id`` (resume) is set back to RUNNING and keeps its original params.
 
     Args:
         experiment_name: MLflow experiment of the run.
         run_name: Name of a new run.
         tracking_uri: Tracking store; ``None`` -> ``MLFLOW_TRACKING_URI`` -> embedded SQLite store.
-        tags: Tags of a new run.
+        tags: Tags of the run.
         run_id: Continue this existing run instead of starting one.
-        log_artifacts: Upload configs and checkpoints.
+        log_artifacts: Upload configs, checkpoints, plots and logs.
         save_dir: Local folder for checkpoints (``<save_dir>/<experiment_id>/<run_id>/checkpoints``).
+        app_config: The effective application config, stored as ``configs/effective_app_config.yaml``.
     """
 
     def __init__(
@@ -59,20 +52,22 @@ class MLTabularLogger(MLFlowLogger):
         run_id: str | None = None,
         log_artifacts: bool = True,
         save_dir: str = DEFAULT_STORE_DIR,
+        app_config: dict[str, Any] | None = None,
     ) -> None:
         require_mlflow()
         super().__init__(
             experiment_name=experiment_name,
             run_name=run_name,
             tracking_uri=resolve_tracking_uri(tracking_uri),
-            tags=tags,
+            tags=redact(tags or {}),
             run_id=run_id,
         )
         self._resuming = run_id is not None
         self._local_dir = save_dir
         self._log_artifacts = log_artifacts
+        self._app_config = app_config
         self._terminated = False
-        self._logged_params: dict[str, str] | None = None
+        self._recorder: RunRecorder | None = None
 
     @property
     @rank_zero_experiment
@@ -81,9 +76,15 @@ class MLTabularLogger(MLFlowLogger):
         client = super().experiment
         if reopen:
             client.update_run(self._run_id, status="RUNNING")
-            for key, value in (self.tags or {}).items():
-                client.set_tag(self._run_id, key, value)
+            self.recorder.set_tags(self.tags or {})
         return client
+
+    @property
+    def recorder(self) -> RunRecorder:
+        """The writer for this logger's run (shared with :mod:`ml_tabular.mlops.mlflow_utils`)."""
+        if self._recorder is None:
+            self._recorder = RunRecorder(self._mlflow_client, self.run_id)
+        return self._recorder
 
     @property
     def save_dir(self) -> str:
@@ -105,57 +106,37 @@ class MLTabularLogger(MLFlowLogger):
     @rank_zero_only
     def log_hyperparams(self, params: Any) -> None:
         """Model hyperparameters (linked sizes included) as ``model.init_args.<name>`` params."""
-        params = dict(params)
-        self._log_params({f"model.init_args.{k}": v for k, v in params.items() if not k.startswith("_")})
+        self.recorder.log_params({f"model.init_args.{k}": v for k, v in dict(params).items() if not k.startswith("_")})
 
     @rank_zero_only
     def log_config(self, config_yaml: str) -> None:
-        """Record the effective config: dotted params plus ``configs/run_config.yaml``."""
-        self._log_params(flatten(yaml.safe_load(config_yaml) or {}))
+        """Record the effective run config (params + artifact), the app config and the environment."""
+        self.recorder.log_params(yaml.safe_load(config_yaml) or {})
         if self._log_artifacts:
-            self.experiment.log_text(self.run_id, config_yaml, self._free_artifact_name(RUN_CONFIG))
+            self.recorder.log_config(yaml.safe_load(config_yaml) or {}, as_params=False)
+            if self._app_config is not None:
+                self.recorder.log_config(self._app_config, APP_CONFIG, as_params=False)
+        self.recorder.record_environment()
 
-    def _free_artifact_name(self, name: str) -> str:
-        """``name``, or ``<stem>.resumed_<k><suffix>`` if a resumed run already holds it."""
-        folder, _, file = name.rpartition("/")
-        taken = {Path(a.path).name for a in self.experiment.list_artifacts(self.run_id, folder or None)}
-        stem, suffix = Path(file).stem, Path(file).suffix
-        k = 0
-        while file in taken:
-            k += 1
-            file = f"{stem}.resumed_{k}{suffix}"
-        return f"{folder}/{file}" if folder else file
-
-    def _log_params(self, params: Mapping[str, Any]) -> None:
-        from mlflow.entities import Param
-
-        if self._logged_params is None:
-            self._logged_params = dict(self.experiment.get_run(self.run_id).data.params)
-        values = {k: param_value(v) for k, v in params.items()}
-        changed = {k: v for k, v in values.items() if k in self._logged_params and self._logged_params[k] != v}
-        if changed:
-            log.warning("run %s keeps its first values for params changed since: %s", self.run_id, changed)
-        new = {k: v for k, v in values.items() if k not in self._logged_params}
-        fits, long = split_long_params(new)
-        if long:
-            self.experiment.log_text(self.run_id, yaml.safe_dump(long), self._free_artifact_name(LONG_PARAMS))
-            fits.update({k: f"<{len(v)} characters: see artifact {LONG_PARAMS}>" for k, v in long.items()})
-        batch = [Param(k, v) for k, v in fits.items()]
-        for start in range(0, len(batch), 100):
-            self.experiment.log_batch(self.run_id, params=batch[start : start + 100])
-        self._logged_params.update(fits)
+    @rank_zero_only
+    def log_figure(self, figure: Any, artifact: str) -> None:
+        if self._log_artifacts:
+            self.experiment.log_figure(self.run_id, figure, artifact)
 
     def after_save_checkpoint(self, checkpoint_callback: ModelCheckpoint) -> None:
         self._checkpoint_callback = checkpoint_callback
 
     @rank_zero_only
     def finalize(self, status: str = "success") -> None:
-        """Upload best/last checkpoints and close the run as FINISHED, FAILED or KILLED (once)."""
+        """Upload best/last checkpoints and the log, and close the run as FINISHED, FAILED or KILLED (once)."""
         if not self._initialized or self._terminated:
             return
         self._terminated = True
-        if self._log_artifacts and self._checkpoint_callback is not None:
-            self._upload_checkpoints(self._checkpoint_callback)
+        if self._log_artifacts:
+            if self._checkpoint_callback is not None:
+                self._upload_checkpoints(self._checkpoint_callback)
+            if captured_log():
+                self.recorder.log_text(captured_log(), TRAIN_LOG)
         self.experiment.set_terminated(self.run_id, _STATUSES.get(status, status.upper()))
 
     def _upload_checkpoints(self, callback: ModelCheckpoint) -> None:
@@ -165,4 +146,4 @@ class MLTabularLogger(MLFlowLogger):
                 if path and Path(path).is_file():
                     shutil.copyfile(path, Path(tmp) / name)
             if any(Path(tmp).iterdir()):
-                self.experiment.log_artifacts(self.run_id, tmp, "checkpoints")
+                self.recorder.upload([tmp], "checkpoints")

@@ -73,4 +73,4 @@ class RunPlotsCallback(Callback):
             return
         for name, figure in make(pl_module, trainer.datamodule.val_dataloader()).items():
             for logger in loggers:
-                logger.experiment.log_figure(logger.run_id, figure, f"plots/{name}.png")
+                logger.log_figure(figure, f"plots/{name}.png")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import subprocess
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,12 @@ MAX_PARAM_LENGTH = 6000  # MLflow 3's limit on a param value
 
 def is_mlflow_available() -> bool:
     """Whether the ``mlflow`` package can be imported (without importing it)."""
-    return importlib.util.find_spec("mlflow") is not None
+    if "mlflow" in sys.modules:
+        return sys.modules["mlflow"] is not None
+    try:
+        return importlib.util.find_spec("mlflow") is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def require_mlflow() -> None:
@@ -97,11 +103,13 @@ def git_state(cwd: str | Path | None = None) -> dict[str, str]:
     return {"git_commit": commit, "git_branch": branch, "git_dirty": str(dirty).lower()}
 
 
-def run_tags(model_type: str, dataset_name: str, seed: Any, env: str) -> dict[str, str]:
+def run_tags(
+    model_type: str, dataset_name: str, seed: Any, env: str, framework: str = "pytorch-lightning"
+) -> dict[str, str]:
     """The tags every run carries (INTERFACE §4), git state included when run inside a repository."""
     tags = {
         "model_type": model_type,
-        "framework": "pytorch-lightning",
+        "framework": framework,
         "env": env,
         "dataset_name": dataset_name,
         "seed": str(seed),
