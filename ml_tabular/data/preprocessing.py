@@ -83,6 +83,17 @@ class TabularPreprocessor:
         """Codes per categorical column, the reserved missing/unseen code included."""
         return [len(self.vocabularies[c]) + 1 for c in self.categorical_columns]
 
+    def feature_groups(self) -> dict[str, tuple[list[int], list[int]]]:
+        """Raw column -> (its ``x_num`` columns, its ``x_cat`` columns); a missing indicator goes with its column."""
+        groups: dict[str, tuple[list[int], list[int]]] = {}
+        for i, column in enumerate(self.numeric_columns):
+            groups[column] = ([i], [])
+        for k, column in enumerate(self.indicator_columns):
+            groups[column][0].append(len(self.numeric_columns) + k)
+        for j, column in enumerate(self.categorical_columns):
+            groups[column] = ([], [j])
+        return groups
+
     def fit(self, train: pd.DataFrame, classes: list[str], path: str) -> TabularPreprocessor:
         """Fit statistics on the training rows ``train``; ``classes`` is the full target label set."""
         self.means, self.stds, self.indicator_columns = [], [], []

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import Callback
 
 from ml_tabular.mlops.logger import MLTabularLogger
+from ml_tabular.mlops.tabular_plots import tabular_figures
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -31,11 +32,11 @@ def _forecasts(model: pl.LightningModule, loader: DataLoader) -> tuple[torch.Ten
     return torch.cat(inputs), torch.cat(preds), torch.cat(actuals)
 
 
-def forecast_figures(model: pl.LightningModule, loader: DataLoader) -> dict[str, Figure]:
+def forecast_figures(model: pl.LightningModule, data: pl.LightningDataModule, history: Any) -> dict[str, Figure]:
     """``forecast_vs_actual`` for a few validation windows and ``error_by_horizon_step`` over all of them."""
     from matplotlib.figure import Figure
 
-    inputs, preds, actuals = _forecasts(model, loader)
+    inputs, preds, actuals = _forecasts(model, data.val_dataloader())
     n_input, horizon = inputs.shape[1], preds.shape[1]
     picks = torch.linspace(0, len(preds) - 1, min(N_FORECASTS, len(preds))).long()
     forecast = Figure(figsize=(10, 2.4 * len(picks)))
@@ -60,7 +61,8 @@ def forecast_figures(model: pl.LightningModule, loader: DataLoader) -> dict[str,
     return {"forecast_vs_actual": forecast, "error_by_horizon_step": errors}
 
 
-FIGURE_MAKERS = {"ts_mlp": forecast_figures}
+FIGURE_MAKERS = {"ts_mlp": forecast_figures, "tabular_mlp": tabular_figures}
+HISTORY = ("train_loss", "val_loss")
 
 
 class RunPlotsCallback(Callback):
@@ -71,6 +73,11 @@ class RunPlotsCallback(Callback):
         loggers = [logger for logger in trainer.loggers if isinstance(logger, MLTabularLogger)]
         if make is None or not loggers or trainer.datamodule is None:
             return
-        for name, figure in make(pl_module, trainer.datamodule.val_dataloader()).items():
+        logger = loggers[0]
+        history = {
+            key: [(m.step, m.value) for m in logger.experiment.get_metric_history(logger.run_id, key)]
+            for key in HISTORY
+        }
+        for name, figure in make(pl_module, trainer.datamodule, history).items():
             for logger in loggers:
                 logger.log_figure(figure, f"plots/{name}.png")
