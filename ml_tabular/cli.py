@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
 from dataclasses import asdict
@@ -12,6 +13,7 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
+from ml_tabular.commands import COMMANDS
 from ml_tabular.config import AppConfig, MlflowConfig, env_overrides, profile_config
 from ml_tabular.data.io import write_table
 from ml_tabular.errors import AppError
@@ -47,6 +49,7 @@ class MLTabularCLI(LightningCLI):
             datamodule_class=pl.LightningDataModule,
             subclass_mode_data=True,
             save_config_callback=LoggerSaveConfigCallback,
+            parser_kwargs={"epilog": "other commands: " + ", ".join(f"ml_tabular {c}" for c in COMMANDS)},
             auto_configure_optimizers=False,
             args=args,
             run=run,
@@ -162,8 +165,12 @@ def _app_error(exc: BaseException) -> AppError | None:
 def main(args: list[str] | None = None) -> None:
     """Entry point of the ``ml_tabular`` console script and ``python -m ml_tabular``."""
     configure_logging()
+    argv = list(sys.argv[1:] if args is None else args)
     try:
-        MLTabularCLI(args=args)
+        if argv and argv[0] in COMMANDS:
+            importlib.import_module(COMMANDS[argv[0]]).main(argv[1:])
+        else:
+            MLTabularCLI(args=argv)
     except Exception as exc:
         error = _app_error(exc)
         if error is None:

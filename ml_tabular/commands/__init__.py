@@ -1,0 +1,3 @@
+"""Commands beside LightningCLI's fit/validate/test/predict: ``ml_tabular <name> --help``."""
+
+COMMANDS = {"ui": "ml_tabular.commands.ui"}  # name -> module with ``main(argv)``, imported on use
