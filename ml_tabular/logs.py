@@ -4,9 +4,26 @@ from __future__ import annotations
 
 import io
 import logging
+import sys
+from typing import Any
 
 CAPTURED_LOGGERS = ("ml_tabular", "lightning.pytorch", "lightning.fabric")
 _FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is now (tests and notebooks swap it between calls)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        """Ignored: the stream is looked up at every write."""
 
 
 class RunLogHandler(logging.Handler):
@@ -31,8 +48,8 @@ def configure_logging() -> RunLogHandler:
     """``[ml_tabular]`` messages on stderr, and start capturing the run's log (idempotent)."""
     global _capture
     ours = logging.getLogger("ml_tabular")
-    if not any(isinstance(h, logging.StreamHandler) and not isinstance(h, RunLogHandler) for h in ours.handlers):
-        console = logging.StreamHandler()
+    if not any(isinstance(h, _StderrHandler) for h in ours.handlers):
+        console = _StderrHandler()
         console.setFormatter(logging.Formatter("[ml_tabular] %(message)s"))
         ours.addHandler(console)
         ours.setLevel(logging.INFO)

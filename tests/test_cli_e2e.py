@@ -49,7 +49,7 @@ def test_fit_records_params_metrics_tags_and_artifacts(tmp_path, table_csv, trac
     assert run.info.run_name == "tabular_mlp__dataset=table__seed=42"
     assert run.info.status == "FINISHED"
     params = run.data.params
-    assert params["model.init_args.dropout"] == "0.1"
+    assert params["model.init_args.dropout"] == "0.3"
     assert params["data.init_args.batch_size"] == "32"
     assert params["trainer.max_epochs"] == "2"
     assert params["seed_everything"] == "42"

@@ -35,6 +35,18 @@ def numeric_values(frame: pd.DataFrame, column: str, path: str) -> np.ndarray:
     return values.to_numpy(dtype=np.float64, na_value=np.nan)
 
 
+def _take(values: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
+    return values if rows is None else values[rows]
+
+
+def _take_series(series: pd.Series, rows: np.ndarray | None) -> pd.Series:
+    return series if rows is None else series.iloc[rows].reset_index(drop=True)
+
+
+def _nonzero(std: float) -> float:
+    return std if std > 1e-12 else 1.0
+
+
 def _as_labels(series: pd.Series) -> pd.Series:
     """Category labels as strings, missing values kept as NA (so ``1`` and ``1.0`` read alike)."""
     labels = series.astype("string")
@@ -94,35 +106,45 @@ class TabularPreprocessor:
             groups[column] = ([], [j])
         return groups
 
-    def fit(self, train: pd.DataFrame, classes: list[str], path: str) -> TabularPreprocessor:
-        """Fit statistics on the training rows ``train``; ``classes`` is the full target label set."""
+    def fit(
+        self, frame: pd.DataFrame, classes: list[str], path: str, rows: np.ndarray | None = None
+    ) -> TabularPreprocessor:
+        """Fit statistics on the training rows ``rows`` of ``frame`` (all rows if ``None``).
+
+        ``classes`` is the full target label set.
+        """
         self.means, self.stds, self.indicator_columns = [], [], []
         for column in self.numeric_columns:
-            values = numeric_values(train, column, path)
+            values = _take(numeric_values(frame, column, path), rows)
             finite = values[~np.isnan(values)]
-            mean = float(finite.mean()) if finite.size else 0.0
+            self.means.append(float(finite.mean()) if finite.size else 0.0)
             std = float(finite.std()) if finite.size > 1 else 1.0
-            self.means.append(mean)
             self.stds.append(std if std > 1e-12 else 1.0)
             if finite.size < values.size:
                 self.indicator_columns.append(column)
         self.vocabularies = {
-            c: sorted(_as_labels(train[c]).dropna().unique().tolist()) for c in self.categorical_columns
+            c: sorted(_as_labels(_take_series(frame[c], rows)).dropna().unique().tolist())
+            for c in self.categorical_columns
         }
         self.classes = classes
         if self.task == "regression":
-            target = numeric_values(train, self.target, path)
+            target = _take(numeric_values(frame, self.target, path), rows)
             self.target_mean = float(np.nanmean(target))
-            std = float(np.nanstd(target))
-            self.target_std = std if std > 1e-12 else 1.0
+            self.target_std = _nonzero(float(np.nanstd(target)))
         return self
 
-    def transform(self, frame: pd.DataFrame, path: str, with_target: bool = True) -> dict[str, torch.Tensor]:
-        """Turn raw rows into tensors ``x_num [N, n_numeric]``, ``x_cat [N, n_cat]`` and ``y [N]``."""
-        n = len(frame)
+    def transform(
+        self, frame: pd.DataFrame, path: str, with_target: bool = True, rows: np.ndarray | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Raw rows -> ``x_num [N, n_numeric]`` float32, ``x_cat [N, n_cat]`` int64 and ``y [N]``.
+
+        ``rows`` picks and orders the rows (all, in file order, if ``None``); each output is filled
+        column by column, so no second copy of the table is made.
+        """
+        n = len(frame) if rows is None else len(rows)
         x_num = np.empty((n, self.n_numeric), dtype=np.float32)
         for i, column in enumerate(self.numeric_columns):
-            values = numeric_values(frame, column, path)
+            values = _take(numeric_values(frame, column, path), rows)
             missing = np.isnan(values)
             x_num[:, i] = np.where(missing, 0.0, (values - self.means[i]) / self.stds[i])
             if column in self.indicator_columns:
@@ -130,11 +152,11 @@ class TabularPreprocessor:
         x_cat = np.empty((n, len(self.categorical_columns)), dtype=np.int64)
         for i, column in enumerate(self.categorical_columns):
             lookup = {label: code + 1 for code, label in enumerate(self.vocabularies[column])}
-            labels = _as_labels(frame[column])
+            labels = _as_labels(_take_series(frame[column], rows))
             x_cat[:, i] = labels.map(lookup).fillna(MISSING_CODE).to_numpy(dtype=np.int64)
         tensors = {"x_num": torch.from_numpy(x_num), "x_cat": torch.from_numpy(x_cat)}
         if with_target:
-            tensors["y"] = self.encode_target(frame[self.target], path)
+            tensors["y"] = self.encode_target(_take_series(frame[self.target], rows), path)
         return tensors
 
     def encode_target(self, target: pd.Series, path: str) -> torch.Tensor:
@@ -148,7 +170,7 @@ class TabularPreprocessor:
                     f"target '{self.target}' in '{path}' holds labels {unknown} the model was not trained on "
                     f"(known: {self.classes[:10]})."
                 )
-            return torch.from_numpy(codes.to_numpy(dtype=np.int64))
+            return torch.from_numpy(codes.to_numpy(dtype=np.int64, copy=True))
         values = (numeric_values(target.to_frame(), self.target, path) - self.target_mean) / self.target_std
         return torch.from_numpy(values.astype(np.float32))
 

@@ -14,13 +14,14 @@ from torch.utils.data import DataLoader
 
 from ml_tabular.data.batches import TensorBatches, batch_loader
 from ml_tabular.data.io import read_table, require_columns
-from ml_tabular.data.preprocessing import TabularPreprocessor, numeric_values, target_labels
+from ml_tabular.data.preprocessing import TabularPreprocessor, target_labels
 from ml_tabular.data.splits import split_indices
 from ml_tabular.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
 TABLE_HEAD_ROWS = 100
+SPLITS = ("train", "val", "test")
 MAX_AUTO_CLASSES = 20  # an integer target with at most this many values is read as classes by task=auto
 
 
@@ -155,9 +156,14 @@ class TabularDataModule(pl.LightningDataModule):
                 f"with val_fraction={self.val_fraction}, test_fraction={self.test_fraction}."
             )
         prep = TabularPreprocessor(numeric, categorical, self.target, task)
-        self.preprocessor = prep.fit(frame.iloc[index["train"]], classes, self.path)
-        tensors = prep.transform(frame, self.path)
-        self.splits = {name: {k: t[torch.from_numpy(rows)] for k, t in tensors.items()} for name, rows in index.items()}
+        self.preprocessor = prep.fit(frame, classes, self.path, rows=index["train"])
+        # rows in split order, so each split is a slice (a view) of one set of tensors
+        tensors = prep.transform(frame, self.path, rows=np.concatenate([index[n] for n in SPLITS]))
+        ends = np.cumsum([len(index[n]) for n in SPLITS])
+        self.splits = {
+            name: {k: t[end - len(index[name]) : end] for k, t in tensors.items()}
+            for name, end in zip(SPLITS, ends, strict=True)
+        }
         log.info(
             "data: %s rows (train %d, val %d, test %d), %d numeric + %d missing indicators, %d categorical",
             len(frame), len(index["train"]), len(index["val"]), len(index["test"]),
@@ -206,8 +212,6 @@ class TabularDataModule(pl.LightningDataModule):
             )
         if not categorical and not numeric:
             raise DataError(f"'{self.path}' has no input columns besides the target '{self.target}'.")
-        for column in numeric:
-            numeric_values(frame, column, self.path)  # raises a clear error for text in a numeric column
         return categorical, numeric
 
     # ----- Lightning hooks -----

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -10,13 +11,13 @@ from typing import Any
 import lightning.pytorch as pl
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
 from ml_tabular.data.batches import Index, TensorBatches, batch_loader
-from ml_tabular.data.io import read_table, require_columns
-from ml_tabular.data.preprocessing import numeric_values
+from ml_tabular.data.io import arrow_numbers, read_arrow
 from ml_tabular.data.tabular import TABLE_HEAD_ROWS, check_fractions
 from ml_tabular.data.windows import chronological_bounds, seasonal_naive_errors, valid_window_starts
 from ml_tabular.errors import ConfigError, DataError
@@ -35,28 +36,58 @@ class SeriesScaling:
     feature_stds: list[float]
     mase_scale: float
 
+    @property
+    def offsets(self) -> np.ndarray:
+        """Per-channel means (target first), float32."""
+        return np.array([self.target_mean, *self.feature_means], dtype=np.float32)
+
+    @property
+    def scales(self) -> np.ndarray:
+        """Per-channel stds (target first), float32."""
+        return np.array([self.target_std, *self.feature_stds], dtype=np.float32)
+
     def scale(self, values: np.ndarray) -> np.ndarray:
         """``[T, 1 + F]`` raw (target first) -> standardised."""
-        means = np.array([self.target_mean, *self.feature_means])
-        stds = np.array([self.target_std, *self.feature_stds])
-        return (values - means) / stds
+        return (values - self.offsets) / self.scales
 
 
 @dataclass
 class Series:
-    """One series as read: its id, raw values ``[T, 1 + F]``, timestamps and sampling step."""
+    """One series as read, in time order: its id, raw values ``[T, 1 + F]`` (float32), timestamps."""
 
     series_id: Any
     values: np.ndarray
     timestamps: pd.DatetimeIndex
-    step: pd.Timedelta
+
+    @property
+    def step(self) -> pd.Timedelta:
+        """The sampling step: the median time between consecutive rows."""
+        diffs = np.diff(self.timestamps.asi8)
+        return pd.Timedelta(int(np.median(diffs)) if diffs.size else 0, unit=self.timestamps.unit)
 
     @property
     def breaks(self) -> np.ndarray:
         """``[T]`` True where the time since the previous row is not the series' step (a gap)."""
         gaps = np.zeros(len(self.timestamps), dtype=bool)
-        gaps[1:] = (self.timestamps[1:] - self.timestamps[:-1]) != self.step
+        diffs = np.diff(self.timestamps.asi8)
+        if diffs.size:
+            gaps[1:] = diffs != int(np.median(diffs))
         return gaps
+
+
+def _time_order(stamps: np.ndarray, ids: np.ndarray | None) -> np.ndarray | None:
+    """Row order sorting by (series, time), or ``None`` when the rows already are in that order."""
+    if ids is None:
+        return None if bool(np.all(stamps[1:] >= stamps[:-1])) else np.argsort(stamps, kind="stable")
+    codes = pd.factorize(ids, sort=True)[0]
+    return np.lexsort((stamps, codes))
+
+
+def _group_bounds(ids: np.ndarray | None, n_rows: int) -> list[tuple[int, int]]:
+    """``[begin, end)`` of each run of equal ids in sorted rows (one run without ids)."""
+    change = np.array([], dtype=np.int64) if ids is None else np.flatnonzero(ids[1:] != ids[:-1]) + 1
+    edges = [0, *change.tolist(), n_rows]
+    return list(itertools.pairwise(edges))
 
 
 def _std(values: np.ndarray) -> float:
@@ -166,37 +197,56 @@ class TimeSeriesDataModule(pl.LightningDataModule):
 
     # ----- reading -----
     def _read_series(self, path: str, key: str) -> list[Series]:
-        frame = read_table(path, key)
+        value_columns = [self.target, *self.feature_columns]
+        id_columns = [self.series_id_column] if self.series_id_column else []
+        table = read_arrow(path, key, columns=[self.timestamp_column, *value_columns, *id_columns])
         if path == self.path:
-            self.table_head, self.table_rows = frame.head(TABLE_HEAD_ROWS), len(frame)
-        columns = [self.timestamp_column, self.target, *self.feature_columns]
-        require_columns(frame, columns + ([self.series_id_column] if self.series_id_column else []), key, path)
-        stamps = pd.to_datetime(frame[self.timestamp_column], errors="coerce", format="mixed")
+            self.table_head, self.table_rows = table.slice(0, TABLE_HEAD_ROWS).to_pandas(), table.num_rows
+        stamps = self._timestamps(table, path)
+        ids = table.column(self.series_id_column).to_numpy(zero_copy_only=False) if self.series_id_column else None
+        order = _time_order(stamps.asi8, ids)
+        if order is not None:
+            stamps, ids = stamps[order], ids if ids is None else ids[order]
+        values = np.empty((table.num_rows, len(value_columns)), dtype=np.float32)
+        for i, column in enumerate(value_columns):
+            column_values = arrow_numbers(table, column, path)
+            values[:, i] = column_values if order is None else column_values[order]
+        del table
+        bounds = _group_bounds(ids, len(values))
+        self._check_duplicates(stamps, ids, bounds, path)
+        return [
+            Series(SINGLE_SERIES if ids is None else ids[begin], values[begin:end], stamps[begin:end])
+            for begin, end in bounds
+        ]
+
+    def _timestamps(self, table: pa.Table, path: str) -> pd.DatetimeIndex:
+        column = table.column(self.timestamp_column)
+        if pa.types.is_timestamp(column.type) or pa.types.is_date(column.type):
+            return pd.DatetimeIndex(column.to_numpy(zero_copy_only=False))
+        raw = column.to_pandas()
+        stamps = pd.to_datetime(raw, errors="coerce", format="mixed")
         if stamps.isna().any():
-            bad = frame.loc[stamps.isna(), self.timestamp_column].astype(str).unique()[:3].tolist()
+            bad = raw[stamps.isna()].astype(str).unique()[:3].tolist()
             raise DataError(
                 f"timestamp column '{self.timestamp_column}' in '{path}' has values that are not dates/times: {bad}. "
                 "Fix those rows or point data.init_args.timestamp_column at the right column."
             )
-        frame = frame.assign(**{self.timestamp_column: stamps})
-        ids = frame[self.series_id_column] if self.series_id_column else pd.Series(SINGLE_SERIES, index=frame.index)
-        frame = frame.assign(_series=ids).sort_values(["_series", self.timestamp_column], kind="stable")
-        duplicated = frame.duplicated(["_series", self.timestamp_column])
-        if duplicated.any():
-            row = frame.loc[duplicated].iloc[0]
-            where = "" if self.series_id_column is None else f" in series '{row['_series']}'"
+        return pd.DatetimeIndex(stamps)
+
+    def _check_duplicates(
+        self, stamps: pd.DatetimeIndex, ids: np.ndarray | None, bounds: list[tuple[int, int]], path: str
+    ) -> None:
+        same = np.diff(stamps.asi8) == 0
+        for _, end in bounds[:-1]:
+            same[end - 1] = False  # the last row of one series and the first of the next
+        if same.any():
+            first = int(np.flatnonzero(same)[0]) + 1
+            where = "" if ids is None else f" in series '{ids[first]}'"
             raise DataError(
-                f"'{path}' has duplicate timestamps{where}, e.g. {row[self.timestamp_column]}. "
+                f"'{path}' has duplicate timestamps{where}, e.g. {stamps[first]}. "
                 "Each series needs one row per timestamp: aggregate or drop the duplicates "
                 "(or set data.init_args.series_id_column if the table holds several series)."
             )
-        series = []
-        for series_id, rows in frame.groupby("_series", sort=False):
-            values = np.column_stack([numeric_values(rows, c, path) for c in (self.target, *self.feature_columns)])
-            timestamps = pd.DatetimeIndex(rows[self.timestamp_column])
-            step = pd.Series(timestamps).diff().median() if len(rows) > 1 else pd.Timedelta(0)
-            series.append(Series(series_id, values, timestamps, step))
-        return series
 
     def _name(self, item: Series) -> str:
         return "the series" if item.series_id == SINGLE_SERIES else f"series '{item.series_id}'"
@@ -249,17 +299,24 @@ class TimeSeriesDataModule(pl.LightningDataModule):
 
     def _build_windows(self, series: list[Series], bounds: list[dict[str, tuple[int, int]]]) -> None:
         width = self.input_size + self.horizon
+        total = sum(len(item.values) for item in series)
+        index_type = np.int32 if total < 2**31 else np.int64
+        values = np.empty((total, self.n_channels), dtype=np.float32)
         starts: dict[str, list[np.ndarray]] = {"train": [], "val": [], "test": []}
-        chunks, offset, possible = [], 0, 0
+        offset, possible = 0, 0
         for item, split in zip(series, bounds, strict=True):
             raw = item.values
-            bad = np.isnan(raw).any(axis=1)
+            bad, breaks = np.isnan(raw).any(axis=1), item.breaks
             for name, (begin, end) in split.items():
                 possible += len(range(begin, end - width + 1, self.stride))
-                starts[name].append(offset + valid_window_starts(bad, item.breaks, begin, end, width, self.stride))
-            chunks.append(np.nan_to_num(self.fitted.scale(raw)).astype(np.float32))
+                found = valid_window_starts(bad, breaks, begin, end, width, self.stride)
+                starts[name].append((found + offset).astype(index_type))
+            chunk = values[offset : offset + len(raw)]
+            np.subtract(raw, self.fitted.offsets, out=chunk)
+            np.divide(chunk, self.fitted.scales, out=chunk)
+            np.nan_to_num(chunk, copy=False)
             offset += len(raw)
-        self.values = torch.from_numpy(np.concatenate(chunks))
+        self.values = torch.from_numpy(values)
         self.starts = {name: torch.from_numpy(np.concatenate(parts)) for name, parts in starts.items()}
         for name in ("train", "val", "test") if self.test_fraction > 0 else ("train", "val"):
             if len(self.starts[name]) == 0:

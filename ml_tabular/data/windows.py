@@ -21,8 +21,11 @@ def valid_window_starts(
     starts = np.arange(begin, end - width + 1, stride)
     if starts.size == 0:
         return starts
-    bad_sum = np.concatenate([[0], np.cumsum(bad)])
-    break_sum = np.concatenate([[0], np.cumsum(breaks)])
+    counter = np.int32 if len(bad) < 2**31 else np.int64
+    bad_sum = np.zeros(len(bad) + 1, dtype=counter)
+    np.cumsum(bad, out=bad_sum[1:])
+    break_sum = np.zeros(len(breaks) + 1, dtype=counter)
+    np.cumsum(breaks, out=break_sum[1:])
     clean = bad_sum[starts + width] == bad_sum[starts]
     # a break at the window's own first step is fine: only gaps inside the window matter
     clean &= break_sum[starts + width] == break_sum[starts + 1]
