@@ -18,10 +18,10 @@ def valid_window_starts(
         width: Window length (input + horizon).
         stride: Steps between consecutive window starts.
     """
-    starts = np.arange(begin, end - width + 1, stride)
+    counter = np.int32 if len(bad) < 2**31 else np.int64
+    starts = np.arange(begin, end - width + 1, stride, dtype=counter)
     if starts.size == 0:
         return starts
-    counter = np.int32 if len(bad) < 2**31 else np.int64
     bad_sum = np.zeros(len(bad) + 1, dtype=counter)
     np.cumsum(bad, out=bad_sum[1:])
     break_sum = np.zeros(len(breaks) + 1, dtype=counter)
