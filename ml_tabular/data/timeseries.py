@@ -17,7 +17,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from ml_tabular.data.batches import Index, TensorBatches, batch_loader
-from ml_tabular.data.io import arrow_numbers, read_arrow
+from ml_tabular.data.io import arrow_numbers, read_arrow, require_columns, table_columns
 from ml_tabular.data.tabular import TABLE_HEAD_ROWS, check_fractions
 from ml_tabular.data.windows import chronological_bounds, seasonal_naive_errors, valid_window_starts
 from ml_tabular.errors import ConfigError, DataError
@@ -205,6 +205,11 @@ class TimeSeriesDataModule(pl.LightningDataModule):
     def _read_series(self, path: str, key: str) -> list[Series]:
         value_columns = [self.target, *self.feature_columns]
         id_columns = [self.series_id_column] if self.series_id_column else []
+        names = table_columns(path, key)
+        settings = {"timestamp_column": [self.timestamp_column], "target": [self.target]}
+        settings |= {"feature_columns": self.feature_columns, "series_id_column": id_columns}
+        for setting, columns in settings.items():
+            require_columns(names, columns, f"data.init_args.{setting}", path)
         table = read_arrow(path, key, columns=[self.timestamp_column, *value_columns, *id_columns])
         if path == self.path:
             self.table_head, self.table_rows = table.slice(0, TABLE_HEAD_ROWS).to_pandas(), table.num_rows
