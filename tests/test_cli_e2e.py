@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 from conftest import artifacts, history, make_table, only_run, run_cli, tabular_args
 from mlflow import MlflowClient
+
+from ml_tabular.mlops.recorder import APP_CONFIG
 
 pytestmark = pytest.mark.slow
 
@@ -39,13 +43,34 @@ def git_repo(path: Path) -> None:
         )
 
 
-def test_fit_records_params_metrics_tags_and_artifacts(tmp_path, table_csv, tracking_uri):
-    git_repo(tmp_path)
-    done = run_cli("fit", *tabular_args(table_csv, tracking_uri, epochs=2), cwd=tmp_path)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "task=auto -> classification" in done.stderr
+@dataclass
+class FittedRun:
+    """One 2-epoch ``fit`` in a git repository, shared by the tests that only read it or build on it."""
 
-    client, run = only_run(tracking_uri)
+    folder: Path
+    data: Path
+    tracking_uri: str
+    stderr: str
+
+    def run(self):
+        return only_run(self.tracking_uri)
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory) -> FittedRun:
+    folder = tmp_path_factory.mktemp("fitted")
+    data = folder / "table.csv"
+    make_table().to_csv(data, index=False)
+    git_repo(folder)
+    tracking_uri = f"sqlite:///{folder / 'mlflow.db'}"
+    done = run_cli("fit", *tabular_args(data, tracking_uri, epochs=2), cwd=folder)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return FittedRun(folder, data, tracking_uri, done.stderr)
+
+
+def test_fit_records_params_metrics_and_tags(fitted):
+    assert "task=auto -> classification" in fitted.stderr
+    client, run = fitted.run()
     assert run.info.run_name == "tabular_mlp__dataset=table__seed=42"
     assert run.info.status == "FINISHED"
     params = run.data.params
@@ -66,10 +91,46 @@ def test_fit_records_params_metrics_tags_and_artifacts(tmp_path, table_csv, trac
     assert tags["git_branch"] == "main"
     assert tags["git_dirty"] == "false"
     assert len(tags["git_commit"]) == 40 and tags["mlflow.source.git.commit"] == tags["git_commit"]
-    assert artifacts(client, run.info.run_id, "configs") == {"configs/run_config.yaml"}
-    assert artifacts(client, run.info.run_id, "checkpoints") == {"checkpoints/best.ckpt", "checkpoints/last.ckpt"}
-    config = client.download_artifacts(run.info.run_id, "configs/run_config.yaml", str(tmp_path))
-    assert "class_path: ml_tabular.models.TabularMLP" in Path(config).read_text()
+    assert tags["version.torch"] and tags["version.lightning"] and tags["version.mlflow"]
+
+
+def test_fit_records_artifacts_and_the_dataset_input(fitted):
+    client, run = fitted.run()
+    run_id = run.info.run_id
+    assert artifacts(client, run_id, "configs") == {"configs/run_config.yaml", "configs/effective_app_config.yaml"}
+    assert artifacts(client, run_id, "checkpoints") == {"checkpoints/best.ckpt", "checkpoints/last.ckpt"}
+    assert artifacts(client, run_id, "plots") == {
+        f"plots/{name}.png" for name in ("learning_curve", "confusion_matrix", "roc_curve", "permutation_importance")
+    }
+    config = Path(client.download_artifacts(run_id, "configs/run_config.yaml", str(fitted.folder)))
+    assert "class_path: ml_tabular.models.TabularMLP" in config.read_text()
+    app = yaml.safe_load(Path(client.download_artifacts(run_id, APP_CONFIG, str(fitted.folder))).read_text())
+    assert app["env"] == "dev" and app["mlflow"]["enabled"] is True
+    log = Path(client.download_artifacts(run_id, "logs/train.log", str(fitted.folder))).read_text()
+    assert "task=auto -> classification" in log and "max_epochs=2" in log
+    (dataset,) = [d.dataset for d in run.inputs.dataset_inputs]
+    assert dataset.name == "table" and dataset.source == f'{{"uri": "{fitted.data.resolve()}"}}'
+    assert '"name": "color"' in dataset.schema and '"num_rows": 160' in dataset.profile
+    assert len(dataset.digest) == 16
+
+
+def test_test_logs_to_the_checkpoint_run_and_predict_writes_a_table(fitted, tmp_path):
+    client, run = fitted.run()
+    best = client.download_artifacts(run.info.run_id, "checkpoints/best.ckpt", str(tmp_path))
+    tested = run_cli("test", *tabular_args(fitted.data, fitted.tracking_uri), "--ckpt_path", best, cwd=tmp_path)
+    assert tested.returncode == 0, tested.stderr[-3000:]
+    client, run = fitted.run()  # still the one run
+    assert {"test_loss", "test_accuracy", "test_f1", "test_auroc"} <= set(run.data.metrics)
+
+    new_rows = tmp_path / "new.csv"
+    make_table(25, seed=7).drop(columns=["y"]).to_csv(new_rows, index=False)
+    args = [*tabular_args(fitted.data, fitted.tracking_uri), "--ckpt_path", best]
+    args += ["--data.init_args.predict_path", str(new_rows), "--output", "out/preds.parquet"]
+    predicted = run_cli("predict", *args, cwd=tmp_path)
+    assert predicted.returncode == 0, predicted.stderr[-3000:]
+    preds = pd.read_parquet(tmp_path / "out" / "preds.parquet")
+    assert list(preds.columns) == ["prediction", "prob_0", "prob_1"] and len(preds) == 25
+    assert ((preds.prob_0 + preds.prob_1) - 1).abs().max() < 1e-5
 
 
 def test_regression_records_regression_metrics(tmp_path, table_csv, tracking_uri):
@@ -77,9 +138,10 @@ def test_regression_records_regression_metrics(tmp_path, table_csv, tracking_uri
     args += ["--data.init_args.target", "amount", "--data.init_args.drop_columns", "[id, y]"]
     done = run_cli("fit", *args, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
-    _, run = only_run(tracking_uri)
+    client, run = only_run(tracking_uri)
     assert {"val_rmse", "val_mae", "val_r2", "val_loss", "train_loss"} <= set(run.data.metrics)
     assert run.data.params["model.init_args.task"] == "regression"
+    assert "plots/predicted_vs_actual.png" in artifacts(client, run.info.run_id, "plots")
 
 
 def test_resume_continues_the_same_run_bit_identically(tmp_path, table_csv, tracking_uri):
@@ -103,27 +165,6 @@ def test_resume_continues_the_same_run_bit_identically(tmp_path, table_csv, trac
     assert "configs/run_config.resumed_1.yaml" in artifacts(client, run.info.run_id, "configs")  # ... and the new
 
 
-def test_test_logs_to_the_checkpoint_run_and_predict_writes_a_table(tmp_path, table_csv, tracking_uri):
-    assert run_cli("fit", *tabular_args(table_csv, tracking_uri, epochs=1), cwd=tmp_path).returncode == 0
-    client, run = only_run(tracking_uri)
-    best = client.download_artifacts(run.info.run_id, "checkpoints/best.ckpt", str(tmp_path))
-
-    tested = run_cli("test", *tabular_args(table_csv, tracking_uri), "--ckpt_path", best, cwd=tmp_path)
-    assert tested.returncode == 0, tested.stderr[-3000:]
-    client, run = only_run(tracking_uri)
-    assert {"test_loss", "test_accuracy", "test_f1", "test_auroc"} <= set(run.data.metrics)
-
-    new_rows = tmp_path / "new.csv"
-    make_table(25, seed=7).drop(columns=["y"]).to_csv(new_rows, index=False)
-    args = [*tabular_args(table_csv, tracking_uri), "--ckpt_path", best]
-    args += ["--data.init_args.predict_path", str(new_rows), "--output", "out/preds.parquet"]
-    predicted = run_cli("predict", *args, cwd=tmp_path)
-    assert predicted.returncode == 0, predicted.stderr[-3000:]
-    preds = pd.read_parquet(tmp_path / "out" / "preds.parquet")
-    assert list(preds.columns) == ["prediction", "prob_0", "prob_1"] and len(preds) == 25
-    assert ((preds.prob_0 + preds.prob_1) - 1).abs().max() < 1e-5
-
-
 @pytest.mark.parametrize(("interrupt", "status"), [(False, "FAILED"), (True, "KILLED")])
 def test_a_run_that_stops_early_is_marked_and_keeps_its_checkpoints(
     tmp_path, table_csv, tracking_uri, interrupt, status
@@ -141,6 +182,7 @@ def test_a_run_that_stops_early_is_marked_and_keeps_its_checkpoints(
     assert run.info.status == status
     assert [step for step, _ in history(client, run.info.run_id, "val_loss")] == [0, 1]
     assert artifacts(client, run.info.run_id, "checkpoints") == {"checkpoints/best.ckpt", "checkpoints/last.ckpt"}
+    assert artifacts(client, run.info.run_id, "logs") == {"logs/train.log"}
 
 
 def test_tracking_off_trains_without_importing_mlflow(tmp_path, table_csv, tracking_uri):

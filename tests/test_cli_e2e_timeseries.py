@@ -11,9 +11,20 @@ pytestmark = pytest.mark.slow
 EXPERIMENT = "ml_tabular_time_series_baselines"
 
 
-def test_fit_records_forecast_metrics_plots_and_names(tmp_path, series_csv, tracking_uri):
-    done = run_cli("fit", *timeseries_args(series_csv, tracking_uri), cwd=tmp_path)
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    """One 2-epoch ``fit`` on a small series: (folder, data path, tracking URI)."""
+    folder = tmp_path_factory.mktemp("fitted")
+    data = folder / "series.csv"
+    make_series().to_csv(data, index=False)
+    tracking_uri = f"sqlite:///{folder / 'mlflow.db'}"
+    done = run_cli("fit", *timeseries_args(data, tracking_uri), cwd=folder)
     assert done.returncode == 0, done.stderr[-3000:]
+    return folder, data, tracking_uri
+
+
+def test_fit_records_forecast_metrics_plots_and_names(fitted):
+    _, _, tracking_uri = fitted
     client, run = only_run(tracking_uri, EXPERIMENT)
     assert run.info.run_name == "ts_mlp__dataset=series__input=24__horizon=6"
     assert run.data.tags["model_type"] == "ts_mlp"
@@ -24,6 +35,22 @@ def test_fit_records_forecast_metrics_plots_and_names(tmp_path, series_csv, trac
         "plots/forecast_vs_actual.png",
         "plots/error_by_horizon_step.png",
     }
+    (dataset,) = [d.dataset for d in run.inputs.dataset_inputs]
+    assert dataset.name == "series" and '"num_rows": 400' in dataset.profile
+
+
+def test_predict_writes_the_next_horizon_with_timestamps(fitted, tmp_path):
+    _, data, tracking_uri = fitted
+    client, run = only_run(tracking_uri, EXPERIMENT)
+    best = client.download_artifacts(run.info.run_id, "checkpoints/best.ckpt", str(tmp_path))
+    args = [*timeseries_args(data, tracking_uri), "--ckpt_path", best, "--output", "forecast.csv"]
+    done = run_cli("predict", *args, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    forecast = pd.read_csv(tmp_path / "forecast.csv", parse_dates=["timestamp"])
+    assert list(forecast.columns) == ["timestamp", "step", "prediction"]
+    last = make_series().timestamp.iloc[-1]
+    assert list(forecast.timestamp) == [last + pd.Timedelta(hours=h) for h in range(1, 7)]
+    assert forecast.prediction.between(0, 30).all()  # the series lives around 10 +- 5
 
 
 def test_resume_matches_an_uninterrupted_run(tmp_path, series_csv, tracking_uri):
@@ -42,20 +69,6 @@ def test_resume_matches_an_uninterrupted_run(tmp_path, series_csv, tracking_uri)
     _, full = only_run(full_uri, EXPERIMENT)
     uninterrupted = history(MlflowClient(full_uri), full.info.run_id, "val_mase")
     assert resumed[-1][1] == pytest.approx(uninterrupted[-1][1], abs=1e-6)
-
-
-def test_predict_writes_the_next_horizon_with_timestamps(tmp_path, series_csv, tracking_uri):
-    assert run_cli("fit", *timeseries_args(series_csv, tracking_uri, epochs=1), cwd=tmp_path).returncode == 0
-    client, run = only_run(tracking_uri, EXPERIMENT)
-    best = client.download_artifacts(run.info.run_id, "checkpoints/best.ckpt", str(tmp_path))
-    args = [*timeseries_args(series_csv, tracking_uri), "--ckpt_path", best, "--output", "forecast.csv"]
-    done = run_cli("predict", *args, cwd=tmp_path)
-    assert done.returncode == 0, done.stderr[-3000:]
-    forecast = pd.read_csv(tmp_path / "forecast.csv", parse_dates=["timestamp"])
-    assert list(forecast.columns) == ["timestamp", "step", "prediction"]
-    last = make_series().timestamp.iloc[-1]
-    assert list(forecast.timestamp) == [last + pd.Timedelta(hours=h) for h in range(1, 7)]
-    assert forecast.prediction.between(0, 30).all()  # the series lives around 10 +- 5
 
 
 @pytest.mark.parametrize("config", ["tabular.yaml", "timeseries.yaml"])
