@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -71,6 +73,39 @@ def series_csv(tmp_path: Path) -> Path:
 @pytest.fixture
 def tracking_uri(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+
+@pytest.fixture(scope="session")
+def empty_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An initialised, empty SQLite tracking store (creating one takes seconds, copying it milliseconds)."""
+    from mlflow import MlflowClient
+
+    path = tmp_path_factory.mktemp("store") / "mlflow.db"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(path.parent)  # the Default experiment's artifact folder is resolved against the cwd
+        MlflowClient(f"sqlite:///{path}").search_experiments()
+    return path
+
+
+@pytest.fixture
+def store(tracking_uri: str, empty_store: Path) -> str:
+    """``tracking_uri``, holding an empty store before the code under test runs (so any run it made shows)."""
+    shutil.copyfile(empty_store, tracking_uri.removeprefix("sqlite:///"))
+    return tracking_uri
+
+
+@pytest.fixture
+def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """Work in tmp_path, outside any git repository, with no MLFLOW_*/ML_TABULAR_* variables, and leak none:
+    MLflow's ``set_tracking_uri`` (called by the logger) exports ``MLFLOW_TRACKING_URI``."""
+    import mlflow
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))  # git looks no further up
+    for name in [n for n in os.environ if n.startswith(("MLFLOW_", "ML_TABULAR_"))]:
+        monkeypatch.delenv(name)
+    yield
+    mlflow.set_tracking_uri(None)
 
 
 def tabular_args(data_path: Path, tracking_uri: str, epochs: int = 2) -> list[str]:

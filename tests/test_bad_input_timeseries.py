@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import logging
-import os
-import shutil
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -15,38 +11,13 @@ from conftest import TIMESERIES_CONFIG
 from mlflow import MlflowClient
 
 from ml_tabular.cli import main
-from ml_tabular.logs import RunLogHandler
 
 EXPERIMENT = "ml_tabular_time_series_baselines"
 
 
-@pytest.fixture(scope="module")
-def empty_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An initialised, empty SQLite tracking store (creating one takes seconds, copying it milliseconds)."""
-    path = tmp_path_factory.mktemp("store") / "mlflow.db"
-    with pytest.MonkeyPatch.context() as patch:
-        patch.chdir(path.parent)  # the Default experiment's artifact folder is resolved against the cwd
-        MlflowClient(f"sqlite:///{path}").search_experiments()
-    return path
-
-
-@pytest.fixture
-def store(tmp_path: Path, empty_store: Path) -> str:
-    """A tracking URI in tmp_path holding an empty store before the CLI runs (so a run it made would show)."""
-    shutil.copyfile(empty_store, tmp_path / "mlflow.db")
-    return f"sqlite:///{tmp_path}/mlflow.db"
-
-
 @pytest.fixture(autouse=True)
-def isolated_cli(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Run in tmp_path with no MLFLOW_*/ML_TABULAR_* variables and a console handler bound to this test's stderr."""
-    monkeypatch.chdir(tmp_path)
-    for name in [n for n in os.environ if n.startswith(("MLFLOW_", "ML_TABULAR_"))]:
-        monkeypatch.delenv(name)
-    # configure_logging() binds its console handler to the sys.stderr of its first call; drop it so
-    # this test's call binds one to this test's captured stderr
-    ours = logging.getLogger("ml_tabular")
-    monkeypatch.setattr(ours, "handlers", [h for h in ours.handlers if isinstance(h, RunLogHandler)])
+def _isolated(isolated: None) -> None:
+    """Every test here runs isolated (see conftest)."""
 
 
 def traffic(n_steps: int = 400) -> pd.DataFrame:

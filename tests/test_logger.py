@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
-import mlflow
 import pytest
 import yaml
 from conftest import artifacts, history
@@ -33,32 +29,8 @@ model:
 
 
 @pytest.fixture(autouse=True)
-def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
-    """Work in tmp_path (outside any git repository) with no MLFLOW_*/ML_TABULAR_* variables, and leak none:
-    MLflow's ``set_tracking_uri`` (called by the logger) exports ``MLFLOW_TRACKING_URI``."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))  # git looks no further up
-    for name in [n for n in os.environ if n.startswith(("MLFLOW_", "ML_TABULAR_"))]:
-        monkeypatch.delenv(name)
-    yield
-    mlflow.set_tracking_uri(None)
-
-
-@pytest.fixture(scope="module")
-def empty_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An initialised, empty SQLite tracking store (creating one takes seconds, copying it milliseconds)."""
-    path = tmp_path_factory.mktemp("store") / "mlflow.db"
-    with pytest.MonkeyPatch.context() as patch:
-        patch.chdir(path.parent)  # the Default experiment's artifact folder is resolved against the cwd
-        MlflowClient(f"sqlite:///{path}").search_experiments()
-    return path
-
-
-@pytest.fixture
-def store(tracking_uri: str, empty_store: Path) -> str:
-    """``tracking_uri``, holding an empty store."""
-    shutil.copyfile(empty_store, tracking_uri.removeprefix("sqlite:///"))
-    return tracking_uri
+def _isolated(isolated: None) -> None:
+    """Every test here runs isolated (see conftest)."""
 
 
 def new_logger(store: str, **kwargs) -> MLTabularLogger:
