@@ -8,7 +8,7 @@ from typing import Any
 
 REDACTED = "***"
 _SECRET_KEY = re.compile(r"(^|[_.\-])(password|passwd|pwd|token|secret|key|api_?key|credentials?)($|[_.\-])", re.I)
-_URI_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.\-]*://[^/\s:@]+:)(?P<pw>[^@/\s]+)(?P<at>@)", re.I)
+_URI_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.\-]*://[^/\s:@]*:)(?P<pw>[^@/\s]+)(?P<at>@)", re.I)
 
 
 def is_secret_key(key: str) -> bool:
