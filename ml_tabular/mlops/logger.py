@@ -15,7 +15,7 @@ from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.utilities import rank_zero_only
 
 from ml_tabular.logs import captured_log
-from ml_tabular.mlops.recorder import APP_CONFIG, TRAIN_LOG, RunRecorder
+from ml_tabular.mlops.recorder import TRAIN_LOG, RunRecorder
 from ml_tabular.mlops.secrets import redact
 from ml_tabular.mlops.tracking import DEFAULT_STORE_DIR, require_mlflow, resolve_tracking_uri
 
@@ -111,11 +111,7 @@ class MLTabularLogger(MLFlowLogger):
     @rank_zero_only
     def log_config(self, config_yaml: str) -> None:
         """Record the effective run config (params + artifact), the app config and the environment."""
-        self.recorder.log_params(yaml.safe_load(config_yaml) or {})
-        if self._log_artifacts:
-            self.recorder.log_config(yaml.safe_load(config_yaml) or {}, as_params=False)
-            if self._app_config is not None:
-                self.recorder.log_config(self._app_config, APP_CONFIG, as_params=False)
+        self.recorder.log_configs(yaml.safe_load(config_yaml) or {}, self._app_config, self._log_artifacts)
         self.recorder.record_environment()
 
     @rank_zero_only

@@ -15,7 +15,7 @@ from typing import Any
 
 from ml_tabular.config import AppConfig, MlflowConfig
 from ml_tabular.mlops.naming import DEFAULT_EXPERIMENTS, DEFAULT_RUN_NAMES
-from ml_tabular.mlops.recorder import APP_CONFIG, RunRecorder
+from ml_tabular.mlops.recorder import RunRecorder
 from ml_tabular.mlops.tracking import (
     format_run_name,
     is_mlflow_available,
@@ -135,11 +135,8 @@ def log_config(cfg: AppConfig | MlflowConfig, run_cfg: Mapping[str, Any]) -> Non
     recorder = _active_recorder()
     if recorder is None or not _section(cfg).enabled:
         return
-    recorder.log_params(run_cfg)
-    if _section(cfg).log_artifacts:
-        recorder.log_config(run_cfg, as_params=False)
-        app = cfg if isinstance(cfg, AppConfig) else AppConfig(mlflow=cfg)
-        recorder.log_config(app.to_dict(), APP_CONFIG, as_params=False)
+    app = cfg if isinstance(cfg, AppConfig) else AppConfig(mlflow=cfg)
+    recorder.log_configs(run_cfg, app.to_dict(), artifacts=app.mlflow.log_artifacts)
 
 
 def log_common_tags(cfg: AppConfig | MlflowConfig, run_cfg: Mapping[str, Any]) -> None:

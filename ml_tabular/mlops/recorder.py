@@ -60,11 +60,19 @@ class RunRecorder:
             self.client.log_batch(self.run_id, params=batch[start : start + 100])
         self._params.update(fits)
 
-    def log_config(self, config: Mapping[str, Any], artifact: str = RUN_CONFIG, as_params: bool = True) -> None:
-        """A config as dotted params (optional) and as a YAML artifact, secrets redacted in both."""
-        if as_params:
-            self.log_params(config)
-        self.log_text(yaml.safe_dump(redact(dict(config)), sort_keys=False), artifact)
+    def log_configs(
+        self, run_config: Mapping[str, Any], app_config: Mapping[str, Any] | None = None, artifacts: bool = True
+    ) -> None:
+        """The run config as dotted params; with ``artifacts``, it as ``configs/run_config.yaml`` and the app
+        config as ``configs/effective_app_config.yaml``. Secrets are redacted in all of them."""
+        self.log_params(run_config)
+        if artifacts:
+            self.log_yaml(run_config, RUN_CONFIG)
+            if app_config is not None:
+                self.log_yaml(app_config, APP_CONFIG)
+
+    def log_yaml(self, data: Mapping[str, Any], artifact: str) -> None:
+        self.log_text(yaml.safe_dump(redact(dict(data)), sort_keys=False), artifact)
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         from mlflow.entities import RunTag
