@@ -21,9 +21,11 @@ def batch_size(batch: Batch) -> int:
 class MLPSystem(pl.LightningModule):
     """Base of the ml_tabular models: owns loss bookkeeping, metrics, optimizer and RNG state.
 
-    Subclasses build the network, then call :meth:`_init_metrics`, and implement :meth:`compute`.
-    Metrics are accumulated over the epoch (torchmetrics) and logged once per epoch as
-    ``<stage>_loss`` and ``<stage>_<metric>``; nothing is logged per step.
+    Subclasses build the network, then call :meth:`_init_metrics`, and implement
+    :meth:`loss_and_output` and :meth:`metric_inputs`. Metrics are accumulated over the epoch
+    (torchmetrics) and logged once per epoch as ``<stage>_loss`` and ``<stage>_<metric>``; nothing is
+    logged per step. A training step only computes its loss: the step's loss tensor is kept and the
+    epoch's mean is taken once at its end, so training pays no per-step metric bookkeeping.
     """
 
     model_type: ClassVar[str]
@@ -33,19 +35,32 @@ class MLPSystem(pl.LightningModule):
         self.losses = nn.ModuleDict({f"{stage}_loss": MeanMetric() for stage in STAGES})
         self.metrics = nn.ModuleDict({f"{s}_metrics": metrics.clone(prefix=f"{s}_") for s in ("val", "test")})
 
-    def compute(self, batch: Batch) -> tuple[Tensor, Tensor, Tensor]:
-        """Return ``(loss, metric_predictions, metric_targets)`` for one batch."""
+        self._train_losses: list[tuple[Tensor, int]] = []  # (detached step loss, batch size) this epoch
+
+    def loss_and_output(self, batch: Batch) -> tuple[Tensor, Tensor]:
+        """Return ``(loss, network_output)`` for one batch."""
         raise NotImplementedError
 
-    def _shared_step(self, batch: Batch, stage: str) -> Tensor:
+    def metric_inputs(self, output: Tensor, batch: Batch) -> tuple[Tensor, Tensor]:
+        """Return ``(predictions, targets)`` for the metrics, from a detached network output."""
+        raise NotImplementedError
+
+    def compute(self, batch: Batch) -> tuple[Tensor, Tensor, Tensor]:
+        """Return ``(loss, metric_predictions, metric_targets)`` for one batch."""
+        loss, output = self.loss_and_output(batch)
+        return (loss, *self.metric_inputs(output.detach(), batch))
+
+    def _evaluation_step(self, batch: Batch, stage: str) -> None:
         loss, preds, target = self.compute(batch)
-        self.losses[f"{stage}_loss"].update(loss.detach(), weight=batch_size(batch))
-        if stage != "train":
-            self.metrics[f"{stage}_metrics"].update(preds, target)
-        return loss
+        self.losses[f"{stage}_loss"].update(loss, weight=batch_size(batch))
+        self.metrics[f"{stage}_metrics"].update(preds, target)
 
     def _log_epoch(self, stage: str) -> None:
         loss = self.losses[f"{stage}_loss"]
+        if stage == "train" and self._train_losses:
+            losses, sizes = zip(*self._train_losses, strict=True)
+            loss.update(torch.stack(losses), weight=torch.tensor(sizes, dtype=torch.float32))
+            self._train_losses = []
         values = {f"{stage}_loss": loss.compute()}
         loss.reset()
         if stage != "train":
@@ -55,13 +70,15 @@ class MLPSystem(pl.LightningModule):
         self.log_dict(values, prog_bar=stage != "test")
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
-        return self._shared_step(batch, "train")
+        loss = self.loss_and_output(batch)[0]
+        self._train_losses.append((loss.detach(), batch_size(batch)))
+        return loss
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
-        self._shared_step(batch, "val")
+        self._evaluation_step(batch, "val")
 
     def test_step(self, batch: Batch, batch_idx: int) -> None:
-        self._shared_step(batch, "test")
+        self._evaluation_step(batch, "test")
 
     def on_train_epoch_end(self) -> None:
         self._log_epoch("train")

@@ -97,16 +97,18 @@ class TabularMLP(MLPSystem):
         """Logits ``[B, n_classes]`` (classification) or standardised values ``[B, 1]`` (regression)."""
         return self.net(x_num, x_cat)
 
-    def compute(self, batch: Batch) -> tuple[Tensor, Tensor, Tensor]:
+    def loss_and_output(self, batch: Batch) -> tuple[Tensor, Tensor]:
         out = self(batch["x_num"], batch["x_cat"])
-        y = batch["y"]
+        if self.hparams.task == "regression":
+            out = out.squeeze(1)
+        return self.loss_fn(out, batch["y"]), out
+
+    def metric_inputs(self, output: Tensor, batch: Batch) -> tuple[Tensor, Tensor]:
+        """Probabilities (of class 1 when binary) and class indices, or values on the original scale."""
         if self.hparams.task == "classification":
-            loss = self.loss_fn(out, y)
-            probs = out.softmax(dim=1)
-            return loss, (probs[:, 1] if self.hparams.n_outputs == 2 else probs), y
-        out = out.squeeze(1)
-        loss = self.loss_fn(out, y)
-        return loss, self.unscale(out.detach()), self.unscale(y)
+            probs = output.softmax(dim=1)
+            return (probs[:, 1] if self.hparams.n_outputs == 2 else probs), batch["y"]
+        return self.unscale(output), self.unscale(batch["y"])
 
     def unscale(self, values: Tensor) -> Tensor:
         """Standardised target values -> the original scale."""

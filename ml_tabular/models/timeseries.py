@@ -92,11 +92,13 @@ class TimeSeriesMLP(MLPSystem):
         """Standardised target values -> the original scale."""
         return values * self.hparams.target_std + self.hparams.target_mean
 
-    def compute(self, batch: Batch) -> tuple[Tensor, Tensor, Tensor]:
+    def loss_and_output(self, batch: Batch) -> tuple[Tensor, Tensor]:
         out = self(batch["x"])
-        loss = self.loss_fn(out, batch["y"])
-        # metrics on the original scale, every horizon step counted: [B, H] -> [B*H]
-        return loss, self.unscale(out.detach()).reshape(-1), self.unscale(batch["y"]).reshape(-1)
+        return self.loss_fn(out, batch["y"]), out
+
+    def metric_inputs(self, output: Tensor, batch: Batch) -> tuple[Tensor, Tensor]:
+        """Forecasts and actuals on the original scale, every horizon step counted: ``[B, H] -> [B*H]``."""
+        return self.unscale(output).reshape(-1), self.unscale(batch["y"]).reshape(-1)
 
     def predict_step(self, batch: Batch, batch_idx: int) -> Tensor:
         """Forecasts ``[B, horizon]`` on the original scale."""
