@@ -31,7 +31,7 @@ TARGETS = [
     "tabular_tracking_overhead",
     "series_lightning_vs_plain",
     "series_tracking_overhead",
-    "series_memory_vs_values",
+    "series_memory_vs_series_bytes",
     "predict_cli_vs_bare",
     "startup_help_vs_import",
     *(f"scale_{rows}_memory_vs_data" for rows in QUICK_SCALE),
@@ -80,5 +80,5 @@ def test_every_target_has_a_ratio_and_a_verdict(quick_results: dict) -> None:
 
 @pytest.mark.slow
 def test_memory_definition_is_recorded(quick_results: dict) -> None:
-    assert "n_points * 8" in quick_results["targets"]["series_memory_vs_values"]["definition"]
+    assert "n_points * 16" in quick_results["targets"]["series_memory_vs_series_bytes"]["definition"]
     assert "VmHWM" in quick_results["meta"]["memory_definition"]

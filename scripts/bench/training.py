@@ -1,0 +1,94 @@
+"""Training throughput: ml_tabular's Lightning path, tracked and untracked, against a plain PyTorch loop."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import lightning.pytorch as pl
+from bench.context import Context
+from bench.data import in_subprocess, write_series_file
+from bench.results import Measurement, Results, Target, overheads, rate, ratios
+from bench.systems import (
+    BATCH_SIZE,
+    fit_timed,
+    make_logger,
+    plain_series,
+    plain_tabular,
+    series_datamodule,
+    series_system,
+    tabular_datamodule,
+    tabular_system,
+)
+
+RUN_ORDER = ("tracked", "plain", "untracked")
+
+
+def compare_training(
+    ctx: Context,
+    label: str,
+    unit: str,
+    count: int,
+    system: Callable[[], pl.LightningModule],
+    dm: pl.LightningDataModule,
+    plain: Callable[[], list[float]],
+) -> Results:
+    """Tracked Lightning, plain torch and untracked Lightning, interleaved repeat by repeat."""
+    runs: dict[str, list[float]] = {k: [] for k in (*RUN_ORDER, "tracked_whole", "untracked_whole")}
+    for repeat in range(ctx.repeats):
+        # every other repeat runs in reverse, so a machine getting busier or quieter favours no side
+        for kind in RUN_ORDER if repeat % 2 == 0 else RUN_ORDER[::-1]:
+            if kind == "plain":
+                runs["plain"].append(rate(count, plain()[1:]))
+                continue
+            logger = make_logger(ctx.tmp, f"{label}-{repeat}") if kind == "tracked" else False
+            timer = fit_timed(system(), dm, ctx.epochs, logger, ctx.tmp)
+            runs[kind].append(rate(count, timer.body[1:]))
+            runs[f"{kind}_whole"].append(rate(count, timer.whole[1:]))
+    note = f"{count} training examples, batch {BATCH_SIZE}, {ctx.epochs - 1} timed epoch(s) per repeat"
+    whole = "to the next epoch's start: epoch-end logging included"
+    return Results(
+        measurements=[
+            Measurement(f"{label}_train_tracked", unit, runs["tracked"], note),
+            Measurement(f"{label}_train_plain_torch", unit, runs["plain"], note),
+            Measurement(f"{label}_train_untracked", unit, runs["untracked"], note),
+            Measurement(f"{label}_whole_epoch_tracked", unit, runs["tracked_whole"], whole),
+            Measurement(f"{label}_whole_epoch_untracked", unit, runs["untracked_whole"], whole),
+        ],
+        targets=[
+            Target(
+                f"{label}_lightning_vs_plain",
+                ratios(runs["tracked"], runs["plain"]),
+                ">=",
+                0.9,
+                f"{label}_train_tracked / {label}_train_plain_torch",
+            ),
+            Target(
+                f"{label}_tracking_overhead",
+                overheads(runs["tracked_whole"], runs["untracked_whole"]),
+                "<=",
+                3.0,
+                f"100 * (untracked - tracked) / untracked, whole-epoch {unit}",
+                unit="%",
+            ),
+        ],
+    )
+
+
+def tabular_training(ctx: Context) -> Results:
+    dm = tabular_datamodule(ctx.table())
+    dm.setup("fit")
+    count = len(dm.splits["train"]["y"])
+    return compare_training(
+        ctx, "tabular", "rows/s", count, lambda: tabular_system(dm), dm, lambda: plain_tabular(dm, ctx.epochs)
+    )
+
+
+def series_training(ctx: Context) -> Results:
+    path = ctx.tmp / "series.parquet"
+    in_subprocess(write_series_file, path, ctx.series_points)
+    dm = series_datamodule(path)
+    dm.setup("fit")
+    count = len(dm.starts["train"])
+    return compare_training(
+        ctx, "series", "windows/s", count, lambda: series_system(dm), dm, lambda: plain_series(dm, ctx.epochs)
+    )
