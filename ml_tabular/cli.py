@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar, TQDMProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from ml_tabular.commands import COMMANDS
@@ -34,6 +34,7 @@ DATA_TO_MODEL_LINKS = {
     "mase_scale": "mase_scale",
 }
 TRACKED_SUBCOMMANDS = ("fit", "test")
+PROGRESS_BAR_REFRESH_STEPS = 20  # Lightning's default bar redraws every step: ~3 % of a small model's step
 
 
 class MLTabularCLI(LightningCLI):
@@ -97,6 +98,7 @@ class MLTabularCLI(LightningCLI):
         return parser
 
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
+        kwargs = {**self._progress_bar(), **kwargs}
         mlflow = self.app_config().mlflow
         if not mlflow.enabled or self.subcommand not in TRACKED_SUBCOMMANDS:
             return super().instantiate_trainer(**kwargs)
@@ -108,6 +110,15 @@ class MLTabularCLI(LightningCLI):
         if mlflow.log_artifacts:
             trainer.callbacks.append(RunPlotsCallback())
         return trainer
+
+    def _progress_bar(self) -> dict[str, Any]:
+        """Trainer callbacks with a bar redrawn every few steps, unless the config brings a bar or turns it off."""
+        trainer = self._get(self.config_init, "trainer", default={})
+        callbacks = trainer.get("callbacks") or []
+        callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
+        if trainer.get("enable_progress_bar") is False or any(isinstance(c, ProgressBar) for c in callbacks):
+            return {}
+        return {"callbacks": [*callbacks, TQDMProgressBar(refresh_rate=PROGRESS_BAR_REFRESH_STEPS)]}
 
     def _mlflow_logger(self, mlflow: MlflowConfig) -> pl.loggers.Logger:
         from ml_tabular.mlops.callbacks import run_id_from_checkpoint
