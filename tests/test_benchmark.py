@@ -29,8 +29,10 @@ MEASUREMENTS = [
 TARGETS = [
     "tabular_lightning_vs_plain",
     "tabular_tracking_overhead",
+    "tabular_tracking_on_vs_off",
     "series_lightning_vs_plain",
     "series_tracking_overhead",
+    "series_tracking_on_vs_off",
     "series_memory_vs_series_bytes",
     "predict_cli_vs_bare",
     "startup_help_vs_import",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import lightning.pytorch as pl
 import torch
@@ -66,21 +67,50 @@ def series_system(dm: TimeSeriesDataModule) -> TimeSeriesMLP:
     )
 
 
-class EpochTimer(Callback):
-    """Wall time of each training epoch: its body, and the whole epoch up to the next one's start."""
+class TrackingClock:
+    """Wall time spent inside a logger's calls, measured by wrapping them on the instance."""
 
-    def __init__(self) -> None:
+    METHODS = ("log_hyperparams", "log_metrics", "save")
+
+    def __init__(self, logger: pl.loggers.Logger) -> None:
+        self.seconds = 0.0
+        for name in self.METHODS:
+            setattr(logger, name, self._timed(getattr(logger, name)))
+
+    def _timed(self, method: Callable[..., None]) -> Callable[..., None]:
+        def timed(*args: Any, **kwargs: Any) -> None:
+            start = time.perf_counter()
+            try:
+                method(*args, **kwargs)
+            finally:
+                self.seconds += time.perf_counter() - start
+
+        return timed
+
+
+class EpochTimer(Callback):
+    """Wall time of each training epoch: its body, the whole epoch up to the next one's start, and the
+    part of the whole epoch spent in the logger (``tracking``, when a :class:`TrackingClock` is given)."""
+
+    def __init__(self, clock: TrackingClock | None = None) -> None:
         self.body: list[float] = []
         self.whole: list[float] = []
+        self.tracking: list[float] = []
+        self._clock = clock
         self._start: float | None = None
+        self._tracked_before = 0.0
+
+    def _tracked(self) -> float:
+        return self._clock.seconds if self._clock is not None else 0.0
 
     def _close(self) -> None:
         if self._start is not None:
             self.whole.append(time.perf_counter() - self._start)
+            self.tracking.append(self._tracked() - self._tracked_before)
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._close()
-        self._start = time.perf_counter()
+        self._start, self._tracked_before = time.perf_counter(), self._tracked()
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         assert self._start is not None
@@ -126,8 +156,8 @@ def trainer(
 def fit_timed(
     system: pl.LightningModule, dm: pl.LightningDataModule, epochs: int, logger: pl.loggers.Logger | bool, root: Path
 ) -> EpochTimer:
-    """Fit ``system`` for ``epochs`` epochs and return the epoch times."""
-    timer = EpochTimer()
+    """Fit ``system`` for ``epochs`` epochs and return the epoch times (and the logger's share of them)."""
+    timer = EpochTimer(TrackingClock(logger) if isinstance(logger, pl.loggers.Logger) else None)
     trainer(epochs, logger, root, [timer]).fit(system, datamodule=dm)
     return timer
 
