@@ -10,6 +10,7 @@ import pytest
 import torch
 from conftest import make_table
 
+from ml_tabular.data.splits import split_indices
 from ml_tabular.data.tabular import TabularDataModule
 
 SPLITS = ("train", "val", "test")
@@ -224,3 +225,71 @@ def test_parquet_input_gives_the_same_data_as_csv(table_csv, tmp_path):
     for split in SPLITS:
         for key, tensor in from_csv.splits[split].items():
             torch.testing.assert_close(from_parquet.splits[split][key], tensor)
+
+
+def test_rows_with_a_missing_target_are_left_out_and_the_others_keep_their_values(tmp_path):
+    frame = make_table(200)
+    frame["y"] = frame["y"].astype(float)
+    frame.loc[::7, "y"] = np.nan
+    path = tmp_path / "table.parquet"
+    frame.to_parquet(path, index=False)
+    dm = fitted(path)
+
+    ids = np.concatenate([row_ids(dm, split) for split in SPLITS])
+    assert sorted(ids) == np.flatnonzero(frame["y"].notna()).tolist()
+    for split in SPLITS:
+        rows = frame.iloc[row_ids(dm, split)]
+        torch.testing.assert_close(dm.splits[split]["y"], torch.tensor(rows["y"].to_numpy(), dtype=torch.int64))
+        i = dm.fitted.numeric_columns.index("x1")
+        x1 = dm.splits[split]["x_num"][:, i].double().numpy() * dm.fitted.stds[i] + dm.fitted.means[i]
+        np.testing.assert_allclose(x1, rows["x1"], atol=1e-5)
+
+
+def test_predict_reads_a_file_without_the_target(table_csv, tmp_path):
+    dm = fitted(table_csv)
+    features = pd.read_csv(table_csv).drop(columns=["y", "amount"])
+    dm.predict_path = str(tmp_path / "features.parquet")
+    features.to_parquet(dm.predict_path, index=False)
+
+    batch = next(iter(dm.predict_dataloader()))
+
+    assert set(batch) == {"x_num", "x_cat"}
+    expected = dm.fitted.transform(pd.read_csv(table_csv), str(table_csv), with_target=False)
+    for key in ("x_num", "x_cat"):
+        torch.testing.assert_close(batch[key], expected[key])
+
+
+def test_pandas_index_of_a_parquet_file_is_not_an_input(tmp_path):
+    path = tmp_path / "table.parquet"
+    make_table().iloc[::2].to_parquet(path)  # a non-range index is stored as a column
+
+    dm = fitted(path)
+
+    assert dm.fitted.numeric_columns == ["id", "x1", "x2"]
+    assert list(dm.table_head.columns) == list(make_table().columns)
+
+
+def test_a_boolean_column_with_missing_values_defaults_to_categorical(tmp_path):
+    frame = make_table()
+    frame["flag"] = np.where(frame["id"] % 2 == 0, "True", "False")
+    frame.loc[::9, "flag"] = None
+    frame["done"] = frame["id"] % 3 == 0  # no missing values: a number
+
+    dm = fitted(write(frame, tmp_path))
+
+    assert dm.fitted.categorical_columns == ["color", "size", "flag"]
+    assert dm.fitted.numeric_columns == ["id", "x1", "x2", "done"]
+
+
+def test_split_indices_stratify_integer_classes_in_the_rounded_fractions():
+    strata = np.random.default_rng(0).integers(0, 13, size=1000)
+
+    index = split_indices(len(strata), 0.2, 0.1, seed=3, strata=strata)
+
+    assert np.array_equal(np.sort(np.concatenate(list(index.values()))), np.arange(len(strata)))
+    for name, fraction in (("val", 0.2), ("test", 0.1)):
+        assert all(np.all(np.diff(rows) > 0) for rows in index.values())  # sorted, no repeats
+        for k, count in enumerate(np.bincount(strata)):
+            assert np.sum(strata[index[name]] == k) == round(count * fraction)
+    again = split_indices(len(strata), 0.2, 0.1, seed=3, strata=strata)
+    assert all(np.array_equal(index[name], again[name]) for name in SPLITS)

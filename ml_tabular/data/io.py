@@ -1,11 +1,14 @@
 """Reading and writing tables (CSV or Parquet), with user-facing errors for bad files.
 
-Tables are read with pyarrow and handed to pandas column by column (``split_blocks``,
-``self_destruct``), so loading holds about one copy of the data, not two or three.
+Tables are read with pyarrow. :class:`TableFile` hands a file out a column at a time (a Parquet
+column is read from disk only when asked for), so preprocessing never holds the raw table and its
+output at once; ``read_table`` converts column by column (``split_blocks``, ``self_destruct``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -32,15 +35,27 @@ def _is_csv(path: Path) -> bool:
     return path.suffix.lower() == ".csv"
 
 
+@contextmanager
+def _reading(path: str | Path, key: str) -> Iterator[None]:
+    """Turn a failed read of ``path`` into a :class:`DataError`."""
+    try:
+        yield
+    except (ValueError, OSError, pa.ArrowException) as err:
+        raise DataError(f"{key}: could not read '{path}': {err}. Check that it is a valid table.") from err
+
+
+def _check_rows(num_rows: int, path: str | Path, key: str) -> None:
+    if num_rows == 0:
+        raise DataError(f"{key}: '{path}' has no rows. Point the key at a table with data.")
+
+
 def table_columns(path: str | Path, key: str = "data.init_args.path") -> list[str]:
     """Column names of a table file, read from its header or schema only."""
     path = _existing(path, key)
-    try:
+    with _reading(path, key):
         if _is_csv(path):
             return list(pd.read_csv(path, nrows=0).columns)
         return list(pq.read_schema(path).names)
-    except (ValueError, OSError, pa.ArrowException) as err:
-        raise DataError(f"{key}: could not read '{path}': {err}. Check that it is a valid table.") from err
 
 
 def _existing(path: str | Path, key: str) -> Path:
@@ -59,16 +74,13 @@ def read_arrow(path: str | Path, key: str = "data.init_args.path", columns: list
     path = _existing(path, key)
     if columns is not None:
         require_columns(table_columns(path, key), columns, key, path)
-    try:
+    with _reading(path, key):
         if _is_csv(path):
             convert = pacsv.ConvertOptions(include_columns=columns, strings_can_be_null=True)
             table = pacsv.read_csv(path, convert_options=convert)
         else:
             table = pq.read_table(path, columns=columns, pre_buffer=False)  # pre-buffering doubles peak memory
-    except (ValueError, OSError, pa.ArrowException) as err:
-        raise DataError(f"{key}: could not read '{path}': {err}. Check that it is a valid table.") from err
-    if table.num_rows == 0:
-        raise DataError(f"{key}: '{path}' has no rows. Point the key at a table with data.")
+    _check_rows(table.num_rows, path, key)
     return table
 
 
@@ -78,14 +90,100 @@ def read_table(path: str | Path, key: str = "data.init_args.path", columns: list
     return table.to_pandas(split_blocks=True, self_destruct=True)
 
 
-def arrow_numbers(table: pa.Table, column: str, path: str | Path) -> np.ndarray:
-    """A numeric Arrow column as float64 (nulls -> NaN), without a pandas copy; text raises a DataError."""
-    values = table.column(column)
+def _parquet_head(parquet: pq.ParquetFile, n_rows: int) -> pa.Table:
+    """The first ``n_rows`` rows, read a column at a time (all columns at once cost a row group of memory)."""
+    schema = parquet.schema_arrow
+    heads = [next(parquet.iter_batches(n_rows, columns=[c], use_threads=False)).column(0) for c in schema.names]
+    return pa.Table.from_arrays(heads, schema=schema)
+
+
+class TableFile:
+    """A CSV or Parquet file handed out one column at a time, as a pandas ``Series`` (``file[column]``).
+
+    A Parquet column is read from disk each time it is asked for, so only the columns in use are in
+    memory; a CSV file is parsed once and kept as Arrow. The index columns pandas writes into a
+    Parquet file are not among ``columns`` (``read_table`` turns them into the index).
+    """
+
+    def __init__(self, path: str | Path, key: str = "data.init_args.path") -> None:
+        self.path, self.key = _existing(path, key), key
+        self._csv: pa.Table | None = None
+        self._parquet: pq.ParquetFile | None = None
+        if _is_csv(self.path):
+            self._csv = read_arrow(self.path, key)
+            self.schema = self._csv.schema
+        else:
+            with _reading(self.path, key):
+                self._parquet = pq.ParquetFile(self.path, pre_buffer=False)
+            self.schema = self._parquet.schema_arrow
+            _check_rows(len(self), self.path, key)
+        index = (self.schema.pandas_metadata or {}).get("index_columns", [])
+        self.columns = [name for name in self.schema.names if name not in index]
+
+    def __len__(self) -> int:
+        return self._csv.num_rows if self._csv is not None else self._parquet.metadata.num_rows
+
+    def __getitem__(self, column: str) -> pd.Series:
+        return self.column(column).to_pandas().rename(column)
+
+    def column(self, column: str) -> pa.ChunkedArray:
+        """``column`` as Arrow."""
+        if self._csv is not None:
+            return self._csv.column(column)
+        with _reading(self.path, self.key):
+            return self._parquet.read([column], use_threads=False).column(0)
+
+    def head(self, n_rows: int) -> pd.DataFrame:
+        """The first ``n_rows`` rows as pandas."""
+        if self._csv is not None:
+            return self._csv.slice(0, n_rows).to_pandas()
+        with _reading(self.path, self.key):
+            return _parquet_head(self._parquet, n_rows).to_pandas()
+
+    def is_numeric(self, column: str) -> bool:
+        """Whether pandas reads ``column`` as numbers (booleans with missing values it reads as objects)."""
+        kind = self.schema.field(column).type
+        if pa.types.is_boolean(kind):
+            return self.column(column).null_count == 0
+        return pa.types.is_integer(kind) or pa.types.is_floating(kind)
+
+
+TableLike = pd.DataFrame | TableFile
+
+
+def series_numbers(series: pd.Series, column: str, path: str | Path) -> np.ndarray:
+    """``series`` (``column`` of ``path``) as float64; text that is not a number raises a :class:`DataError`."""
+    if pd.api.types.is_numeric_dtype(series):
+        return series.to_numpy(dtype=np.float64, na_value=np.nan)
+    values = pd.to_numeric(series, errors="coerce")
+    bad = values.isna() & series.notna()
+    if bad.any():
+        examples = series[bad].astype(str).unique()[:3].tolist()
+        raise DataError(
+            f"column '{column}' in '{path}' is numeric in the config but holds text such as {examples}. "
+            "List it in data.init_args.categorical_columns, drop it with data.init_args.drop_columns, "
+            "or clean the file."
+        )
+    return values.to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def _arrow_values(values: pa.ChunkedArray, column: str, path: str | Path) -> np.ndarray:
+    """Arrow ``values`` of ``column`` as float64 (nulls -> NaN); text raises a :class:`DataError`."""
     if pa.types.is_integer(values.type) or pa.types.is_floating(values.type) or pa.types.is_boolean(values.type):
         return pc.cast(values, pa.float64()).to_numpy(zero_copy_only=False)
-    from ml_tabular.data.preprocessing import numeric_values  # the pandas path words the error for text
+    return series_numbers(values.to_pandas(), column, path)
 
-    return numeric_values(values.to_pandas().to_frame(column), column, str(path))
+
+def arrow_numbers(table: pa.Table, column: str, path: str | Path) -> np.ndarray:
+    """A numeric Arrow column as float64 (nulls -> NaN), without a pandas copy; text raises a DataError."""
+    return _arrow_values(table.column(column), column, path)
+
+
+def numeric_values(frame: TableLike, column: str, path: str | Path) -> np.ndarray:
+    """``frame[column]`` as float64 (missing -> NaN); text that is not a number raises a :class:`DataError`."""
+    if isinstance(frame, TableFile):
+        return _arrow_values(frame.column(column), column, path)
+    return series_numbers(frame[column], column, path)
 
 
 def write_table(frame: pd.DataFrame, path: str | Path, key: str = "--output") -> Path:

@@ -13,26 +13,11 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ml_tabular.data.io import TableLike, numeric_values, series_numbers
 from ml_tabular.errors import DataError
 
 MISSING_CODE = 0  # reserved categorical code for missing and unseen values
-
-
-def numeric_values(frame: pd.DataFrame, column: str, path: str) -> np.ndarray:
-    """``frame[column]`` as float64; text that is not a number raises a :class:`DataError`."""
-    series = frame[column]
-    if pd.api.types.is_bool_dtype(series):
-        return series.to_numpy(dtype=np.float64, na_value=np.nan)
-    values = pd.to_numeric(series, errors="coerce")
-    bad = values.isna() & series.notna()
-    if bad.any():
-        examples = series[bad].astype(str).unique()[:3].tolist()
-        raise DataError(
-            f"column '{column}' in '{path}' is numeric in the config but holds text such as {examples}. "
-            "List it in data.init_args.categorical_columns, drop it with data.init_args.drop_columns, "
-            "or clean the file."
-        )
-    return values.to_numpy(dtype=np.float64, na_value=np.nan)
+NUMERIC_BLOCK = 4  # numeric columns written to x_num per pass (a float32 buffer of this many columns)
 
 
 def _take(values: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
@@ -40,11 +25,29 @@ def _take(values: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
 
 
 def _take_series(series: pd.Series, rows: np.ndarray | None) -> pd.Series:
-    return series if rows is None else series.iloc[rows].reset_index(drop=True)
+    return series if rows is None else series.iloc[rows]
+
+
+def _gather(values: np.ndarray, rows: np.ndarray | None, out: np.ndarray) -> np.ndarray:
+    """``values[rows]`` (all of ``values`` if ``rows`` is None), written into ``out``."""
+    if rows is None:
+        np.copyto(out, values)
+        return out
+    return np.take(values, rows, out=out, mode="clip")  # "raise" would buffer the output
 
 
 def _nonzero(std: float) -> float:
     return std if std > 1e-12 else 1.0
+
+
+def _moments(values: np.ndarray) -> tuple[float, float, bool]:
+    """Mean and std (1.0 if constant or single) of the non-missing ``values``, and whether any is missing."""
+    missing = np.isnan(values)
+    has_missing = bool(missing.any())
+    finite = values[~missing] if has_missing else values
+    mean = float(finite.mean()) if finite.size else 0.0
+    std = float(finite.std()) if finite.size > 1 else 1.0
+    return mean, _nonzero(std), has_missing
 
 
 def _as_labels(series: pd.Series) -> pd.Series:
@@ -55,6 +58,25 @@ def _as_labels(series: pd.Series) -> pd.Series:
         if (whole == whole.round()).all():
             labels = series.astype("Int64").astype("string")
     return labels
+
+
+def _distinct_labels(series: pd.Series) -> tuple[np.ndarray, pd.Series]:
+    """Each row's index into the distinct values of ``series`` (-1 if missing), and their labels (``_as_labels``).
+
+    Labels are made once per distinct value, not once per row.
+    """
+    codes, uniques = pd.factorize(series)
+    return codes, _as_labels(pd.Series(uniques))
+
+
+def _vocabulary(series: pd.Series) -> list[str]:
+    return sorted(_distinct_labels(series)[1].unique().tolist())
+
+
+def _look_up(codes: np.ndarray, labels: pd.Series, lookup: dict[str, int], default: int) -> np.ndarray:
+    """Row labels ``labels[codes]`` looked up in ``lookup`` (int64); missing and unknown labels give ``default``."""
+    found = labels.map(lookup).fillna(default).to_numpy(dtype=np.int64)
+    return np.append(found, default)[codes]  # code -1 (missing) picks the appended default
 
 
 @dataclass
@@ -106,27 +128,17 @@ class TabularPreprocessor:
             groups[column] = ([], [j])
         return groups
 
-    def fit(
-        self, frame: pd.DataFrame, classes: list[str], path: str, rows: np.ndarray | None = None
-    ) -> TabularPreprocessor:
-        """Fit statistics on the training rows ``rows`` of ``frame`` (all rows if ``None``).
-
-        ``classes`` is the full target label set.
-        """
+    def fit(self, frame: TableLike, path: str, rows: np.ndarray | None = None) -> TabularPreprocessor:
+        """Fit statistics on the training rows ``rows`` of ``frame`` (all rows if ``None``)."""
         self.means, self.stds, self.indicator_columns = [], [], []
+        buffer = np.empty(len(frame) if rows is None else len(rows))
         for column in self.numeric_columns:
-            values = _take(numeric_values(frame, column, path), rows)
-            finite = values[~np.isnan(values)]
-            self.means.append(float(finite.mean()) if finite.size else 0.0)
-            std = float(finite.std()) if finite.size > 1 else 1.0
-            self.stds.append(std if std > 1e-12 else 1.0)
-            if finite.size < values.size:
+            mean, std, has_missing = _moments(_gather(numeric_values(frame, column, path), rows, buffer))
+            self.means.append(mean)
+            self.stds.append(std)
+            if has_missing:
                 self.indicator_columns.append(column)
-        self.vocabularies = {
-            c: sorted(_as_labels(_take_series(frame[c], rows)).dropna().unique().tolist())
-            for c in self.categorical_columns
-        }
-        self.classes = classes
+        self.vocabularies = {c: _vocabulary(_take_series(frame[c], rows)) for c in self.categorical_columns}
         if self.task == "regression":
             target = _take(numeric_values(frame, self.target, path), rows)
             self.target_mean = float(np.nanmean(target))
@@ -134,44 +146,57 @@ class TabularPreprocessor:
         return self
 
     def transform(
-        self, frame: pd.DataFrame, path: str, with_target: bool = True, rows: np.ndarray | None = None
+        self, frame: TableLike, path: str, with_target: bool = True, rows: np.ndarray | None = None
     ) -> dict[str, torch.Tensor]:
         """Raw rows -> ``x_num [N, n_numeric]`` float32, ``x_cat [N, n_cat]`` int64 and ``y [N]``.
 
-        ``rows`` picks and orders the rows (all, in file order, if ``None``); each output is filled
-        column by column, so no second copy of the table is made.
+        ``rows`` picks and orders the rows (all, in file order, if ``None``). ``frame`` is read a
+        column at a time and each output filled in place, so no second copy of the table is made; the
+        target comes first, so its temporaries are gone before ``x_num`` is allocated.
         """
+        y = self.encode_target(_take_series(frame[self.target], rows), path) if with_target else None
         n = len(frame) if rows is None else len(rows)
-        x_num = np.empty((n, self.n_numeric), dtype=np.float32)
-        for i, column in enumerate(self.numeric_columns):
-            values = _take(numeric_values(frame, column, path), rows)
-            missing = np.isnan(values)
-            x_num[:, i] = np.where(missing, 0.0, (values - self.means[i]) / self.stds[i])
-            if column in self.indicator_columns:
-                x_num[:, len(self.numeric_columns) + self.indicator_columns.index(column)] = missing
         x_cat = np.empty((n, len(self.categorical_columns)), dtype=np.int64)
         for i, column in enumerate(self.categorical_columns):
             lookup = {label: code + 1 for code, label in enumerate(self.vocabularies[column])}
-            labels = _as_labels(_take_series(frame[column], rows))
-            x_cat[:, i] = labels.map(lookup).fillna(MISSING_CODE).to_numpy(dtype=np.int64)
-        tensors = {"x_num": torch.from_numpy(x_num), "x_cat": torch.from_numpy(x_cat)}
-        if with_target:
-            tensors["y"] = self.encode_target(_take_series(frame[self.target], rows), path)
-        return tensors
+            x_cat[:, i] = _look_up(*_distinct_labels(_take_series(frame[column], rows)), lookup, MISSING_CODE)
+        tensors = {"x_num": torch.from_numpy(self._numeric(frame, path, rows, n)), "x_cat": torch.from_numpy(x_cat)}
+        return tensors if y is None else tensors | {"y": y}
+
+    def _numeric(self, frame: TableLike, path: str, rows: np.ndarray | None, n: int) -> np.ndarray:
+        """Scaled numeric columns (missing -> 0), then the missing indicators, as one float32 matrix.
+
+        Columns are scaled into a row-major block of ``NUMERIC_BLOCK`` and copied into the matrix
+        together: a strided pass over the matrix per block, not per column.
+        """
+        x_num = np.empty((n, self.n_numeric), dtype=np.float32)
+        values, missing = np.empty(n), np.empty(n, dtype=bool)
+        block = np.empty((min(NUMERIC_BLOCK, len(self.numeric_columns)), n), dtype=np.float32)
+        for start in range(0, len(self.numeric_columns), NUMERIC_BLOCK):
+            columns = self.numeric_columns[start : start + NUMERIC_BLOCK]
+            for j, column in enumerate(columns):
+                _gather(numeric_values(frame, column, path), rows, values)
+                np.isnan(values, out=missing)
+                values -= self.means[start + j]
+                np.divide(values, self.stds[start + j], out=block[j])
+                block[j][missing] = 0.0
+                if column in self.indicator_columns:
+                    x_num[:, len(self.numeric_columns) + self.indicator_columns.index(column)] = missing
+            x_num[:, start : start + len(columns)] = block[: len(columns)].T
+        return x_num
 
     def encode_target(self, target: pd.Series, path: str) -> torch.Tensor:
         """Class indices (int64) for classification, standardised float32 values for regression."""
         if self.task == "classification":
-            index = {label: i for i, label in enumerate(self.classes)}
-            codes = _as_labels(target).map(index)
-            if codes.isna().any():
-                unknown = _as_labels(target)[codes.isna()].unique()[:3].tolist()
+            codes = _look_up(*_distinct_labels(target), {label: i for i, label in enumerate(self.classes)}, -1)
+            if (codes < 0).any():
+                unknown = _as_labels(target)[codes < 0].unique()[:3].tolist()
                 raise DataError(
                     f"target '{self.target}' in '{path}' holds labels {unknown} the model was not trained on "
                     f"(known: {self.classes[:10]})."
                 )
-            return torch.from_numpy(codes.to_numpy(dtype=np.int64, copy=True))
-        values = (numeric_values(target.to_frame(), self.target, path) - self.target_mean) / self.target_std
+            return torch.from_numpy(codes)
+        values = (series_numbers(target, self.target, path) - self.target_mean) / self.target_std
         return torch.from_numpy(values.astype(np.float32))
 
     def state_dict(self) -> dict[str, Any]:
@@ -182,10 +207,15 @@ class TabularPreprocessor:
         return cls(**state)
 
 
-def target_labels(target: pd.Series) -> list[str]:
-    """Sorted distinct labels of a classification target (numbers sort numerically)."""
-    labels = _as_labels(target).dropna().unique().tolist()
+def class_index(target: pd.Series) -> tuple[list[str], np.ndarray]:
+    """Sorted distinct labels of a classification target (numbers sort numerically), and each row's index in them.
+
+    A missing label has index -1.
+    """
+    codes, labels = _distinct_labels(target)
+    distinct = labels.unique().tolist()
     try:
-        return sorted(labels, key=float)
+        classes = sorted(distinct, key=float)
     except ValueError:
-        return sorted(labels)
+        classes = sorted(distinct)
+    return classes, _look_up(codes, labels, {label: i for i, label in enumerate(classes)}, -1)

@@ -13,15 +13,14 @@ import torch
 from torch.utils.data import DataLoader
 
 from ml_tabular.data.batches import TensorBatches, batch_loader
-from ml_tabular.data.io import read_table, require_columns
-from ml_tabular.data.preprocessing import TabularPreprocessor, target_labels
-from ml_tabular.data.splits import split_indices
+from ml_tabular.data.io import TableFile, require_columns
+from ml_tabular.data.preprocessing import TabularPreprocessor, class_index
+from ml_tabular.data.splits import SPLITS, split_indices
 from ml_tabular.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
 TABLE_HEAD_ROWS = 100
-SPLITS = ("train", "val", "test")
 MAX_AUTO_CLASSES = 20  # an integer target with at most this many values is read as classes by task=auto
 
 
@@ -134,50 +133,73 @@ class TabularDataModule(pl.LightningDataModule):
 
     # ----- preparation -----
     def _prepare(self) -> None:
-        frame = read_table(self.path)
-        self.table_head, self.table_rows = frame.head(TABLE_HEAD_ROWS), len(frame)
-        require_columns(frame, [self.target], "data.init_args.target", self.path)
+        table = TableFile(self.path)
+        self.table_head, self.table_rows = table.head(TABLE_HEAD_ROWS), len(table)
+        require_columns(table.columns, [self.target], "data.init_args.target", self.path)
         for key in ("categorical_columns", "numeric_columns", "drop_columns"):
-            require_columns(frame, getattr(self, key) or [], f"data.init_args.{key}", self.path)
-        frame = self._drop_missing_targets(frame)
-        task = self._resolve_task(frame[self.target])
-        categorical, numeric = self._column_roles(frame)
-        classes = target_labels(frame[self.target]) if task == "classification" else []
-        if task == "classification" and len(classes) < 2:
+            require_columns(table.columns, getattr(self, key) or [], f"data.init_args.{key}", self.path)
+        prep, rows, sizes, y = self._plan(table)
+        self.preprocessor = prep.fit(table, self.path, rows=rows[: sizes[0]])
+        tensors = prep.transform(table, self.path, with_target=y is None, rows=rows)
+        if y is not None:
+            tensors["y"] = y
+        ends = np.cumsum(sizes)
+        self.splits = {
+            name: {k: t[end - size : end] for k, t in tensors.items()}
+            for name, size, end in zip(SPLITS, sizes, ends, strict=True)
+        }
+        log.info(
+            "data: %s rows (train %d, val %d, test %d), %d numeric + %d missing indicators, %d categorical",
+            len(rows), *sizes, len(prep.numeric_columns), len(prep.indicator_columns), len(prep.categorical_columns),
+        )  # fmt: skip
+
+    def _plan(self, table: TableFile) -> tuple[TabularPreprocessor, np.ndarray, list[int], torch.Tensor | None]:
+        """The preprocessing before fitting, the file rows in split order, the split sizes and the class indices.
+
+        Rows come in split order (train, val, test), so each split is a slice (a view) of one set of
+        tensors; rows whose target is missing are left out. The class indices (classification) stratify
+        the split and come in the same order; a regression target is left to ``transform``, which scales it.
+        """
+        target, kept = self._usable_target(table[self.target])
+        task = self._resolve_task(target)
+        categorical, numeric = self._column_roles(table)
+        classes, strata = self._classes(target) if task == "classification" else ([], None)
+        index = self._split(len(target), strata)
+        order = np.concatenate([index[name] for name in SPLITS])
+        prep = TabularPreprocessor(numeric, categorical, self.target, task, classes=classes)
+        y = None if strata is None else torch.from_numpy(strata[order])
+        return prep, order if kept is None else kept[order], [len(index[name]) for name in SPLITS], y
+
+    def _classes(self, target: pd.Series) -> tuple[list[str], np.ndarray]:
+        """Sorted target labels and each row's class index; a single class raises a :class:`DataError`."""
+        classes, index = class_index(target)
+        if len(classes) < 2:
             raise DataError(
                 f"target '{self.target}' in '{self.path}' has a single class {classes}; classification needs "
                 "at least two. Check the target column or the file."
             )
-        strata = frame[self.target].astype("string").to_numpy() if task == "classification" else None
-        index = split_indices(len(frame), self.val_fraction, self.test_fraction, self.seed, strata)
+        return classes, index
+
+    def _split(self, n_rows: int, strata: np.ndarray | None) -> dict[str, np.ndarray]:
+        """Positions (among the usable rows) of each split, stratified by class index for classification."""
+        index = split_indices(n_rows, self.val_fraction, self.test_fraction, self.seed, strata)
         if len(index["train"]) == 0 or len(index["val"]) == 0:
             raise DataError(
-                f"'{self.path}' has {len(frame)} usable rows: too few for a training and a validation split "
+                f"'{self.path}' has {n_rows} usable rows: too few for a training and a validation split "
                 f"with val_fraction={self.val_fraction}, test_fraction={self.test_fraction}."
             )
-        prep = TabularPreprocessor(numeric, categorical, self.target, task)
-        self.preprocessor = prep.fit(frame, classes, self.path, rows=index["train"])
-        # rows in split order, so each split is a slice (a view) of one set of tensors
-        tensors = prep.transform(frame, self.path, rows=np.concatenate([index[n] for n in SPLITS]))
-        ends = np.cumsum([len(index[n]) for n in SPLITS])
-        self.splits = {
-            name: {k: t[end - len(index[name]) : end] for k, t in tensors.items()}
-            for name, end in zip(SPLITS, ends, strict=True)
-        }
-        log.info(
-            "data: %s rows (train %d, val %d, test %d), %d numeric + %d missing indicators, %d categorical",
-            len(frame), len(index["train"]), len(index["val"]), len(index["test"]),
-            len(numeric), len(prep.indicator_columns), len(categorical),
-        )  # fmt: skip
+        return index
 
-    def _drop_missing_targets(self, frame: pd.DataFrame) -> pd.DataFrame:
-        missing = frame[self.target].isna()
+    def _usable_target(self, target: pd.Series) -> tuple[pd.Series, np.ndarray | None]:
+        """The target without missing values, and the file rows it keeps (``None``: every row)."""
+        missing = target.isna().to_numpy()
         if missing.all():
             raise DataError(f"target '{self.target}' in '{self.path}' is empty in every row.")
-        if missing.any():
-            log.warning("data: dropped %d rows whose target '%s' is missing", missing.sum(), self.target)
-            frame = frame.loc[~missing].reset_index(drop=True)
-        return frame
+        if not missing.any():
+            return target, None
+        log.warning("data: dropped %d rows whose target '%s' is missing", missing.sum(), self.target)
+        kept = np.flatnonzero(~missing)
+        return target.iloc[kept].reset_index(drop=True), kept
 
     def _resolve_task(self, target: pd.Series) -> str:
         if self.task != "auto":
@@ -193,15 +215,15 @@ class TabularDataModule(pl.LightningDataModule):
         )  # fmt: skip
         return task
 
-    def _column_roles(self, frame: pd.DataFrame) -> tuple[list[str], list[str]]:
+    def _column_roles(self, table: TableFile) -> tuple[list[str], list[str]]:
         used = {self.target, *self.drop_columns}
         if self.categorical_columns is None:
-            rest = [c for c in frame.columns if c not in used and c not in (self.numeric_columns or [])]
-            categorical = [c for c in rest if not pd.api.types.is_numeric_dtype(frame[c])]
+            rest = [c for c in table.columns if c not in used and c not in (self.numeric_columns or [])]
+            categorical = [c for c in rest if not table.is_numeric(c)]
         else:
             categorical = list(self.categorical_columns)
         if self.numeric_columns is None:
-            numeric = [c for c in frame.columns if c not in used and c not in categorical]
+            numeric = [c for c in table.columns if c not in used and c not in categorical]
         else:
             numeric = list(self.numeric_columns)
         overlap = (set(categorical) & set(numeric)) | ((set(categorical) | set(numeric)) & used)
@@ -237,10 +259,10 @@ class TabularDataModule(pl.LightningDataModule):
     def predict_dataloader(self) -> DataLoader:
         path = self.predict_path or self.path
         key = "data.init_args.predict_path" if self.predict_path else "data.init_args.path"
-        frame = read_table(path, key)
+        table = TableFile(path, key)
         fitted = self.fitted
-        require_columns(frame, fitted.numeric_columns + fitted.categorical_columns, key, path)
-        tensors = fitted.transform(frame, path, with_target=False)
+        require_columns(table.columns, fitted.numeric_columns + fitted.categorical_columns, key, path)
+        tensors = fitted.transform(table, path, with_target=False)
         return batch_loader(TensorBatches(tensors), self.batch_size, shuffle=False, seed=self.seed)
 
     def predictions_frame(self, outputs: list[torch.Tensor]) -> pd.DataFrame:
