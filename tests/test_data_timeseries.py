@@ -11,8 +11,10 @@ import torch
 import torch.nn.functional as F
 from conftest import make_series
 
+from ml_tabular.data import timeseries
 from ml_tabular.data.timeseries import TimeSeriesDataModule
-from ml_tabular.data.windows import chronological_bounds
+from ml_tabular.data.windows import chronological_bounds, clean_windows, valid_window_starts
+from ml_tabular.errors import DataError
 from ml_tabular.models.timeseries import MeanAbsoluteScaledError, TimeSeriesMLP
 
 INPUT_SIZE, HORIZON = 4, 2
@@ -164,6 +166,69 @@ def test_timestamp_gap_drops_exactly_the_windows_spanning_it(tmp_path):
     for split in SPLITS:
         x, y = split_windows(dm, split)
         np.testing.assert_allclose(np.diff(np.hstack([x, y])), 1.0, atol=1e-4)  # no window jumps the gap
+
+
+@pytest.mark.parametrize("width", [1, 2, 5, 8, 13, 64])
+def test_clean_windows_match_a_window_by_window_check(width):
+    rng = np.random.default_rng(width)
+    bad, breaks = rng.random(60) < 0.05, rng.random(60) < 0.05
+
+    clean = clean_windows(bad, breaks, width)
+
+    for begin, end, stride in [(0, 60, 1), (7, 45, 1), (3, 60, 4), (50, 60, 1)]:
+        expected = [
+            s
+            for s in range(begin, end - width + 1, stride)
+            if not bad[s : s + width].any() and not breaks[s + 1 : s + width].any()
+        ]
+        assert valid_window_starts(clean, begin, end, width, stride).tolist() == expected
+
+
+def messy_series() -> pd.DataFrame:
+    """Two series with different steps, gaps, missing values and a covariate; rows shuffled, 'b' first, ids unsorted."""
+    parts = []
+    for store, freq, seed in [("b", "h", 0), ("a", "D", 1)]:
+        frame = make_series(120, seed).assign(store=store)
+        frame["timestamp"] = pd.date_range("2024-01-01", periods=120, freq=freq)
+        frame.loc[[11, 40], "value"] = np.nan
+        frame.loc[25, "temp"] = np.nan
+        parts.append(frame.drop(index=[6, 7, 60]))
+    return pd.concat(parts).sample(frac=1.0, random_state=2)
+
+
+@pytest.mark.parametrize("name", ["series.csv", "series.parquet"])
+def test_reading_in_small_chunks_gives_the_same_data(tmp_path, monkeypatch, name):
+    path = tmp_path / name
+    frame = messy_series()
+    if name.endswith(".csv"):
+        frame.to_csv(path, index=False)
+    else:
+        frame.to_parquet(path, row_group_size=50)
+    options = {"feature_columns": ["temp"], "series_id_column": "store", "season_length": 2}
+    whole = fitted(str(path), **options)
+    monkeypatch.setattr(timeseries, "CHUNK_ROWS", 7)  # batches, time differences and scaling in 7-row chunks
+
+    chunked = fitted(str(path), **options)
+
+    torch.testing.assert_close(chunked.values, whole.values, rtol=0, atol=0)
+    for split in SPLITS:
+        torch.testing.assert_close(chunked.starts[split], whole.starts[split], rtol=0, atol=0)
+    assert chunked.scaling == whole.scaling
+    assert chunked.table_rows == whole.table_rows == len(frame)
+    pd.testing.assert_frame_equal(chunked.table_head, whole.table_head)
+    inputs = [next(iter(dm.predict_dataloader()))["x"] for dm in (whole, chunked)]
+    torch.testing.assert_close(inputs[1], inputs[0], rtol=0, atol=0)
+    pd.testing.assert_frame_equal(chunked.forecast_index, whole.forecast_index)
+
+
+@pytest.mark.parametrize("row", [1, 6, 7, 8, 49])
+def test_a_duplicate_timestamp_is_found_wherever_the_chunks_end(tmp_path, monkeypatch, row):
+    frame = ramp(50)
+    frame.loc[row, "timestamp"] = frame.loc[row - 1, "timestamp"]
+    monkeypatch.setattr(timeseries, "CHUNK_ROWS", 7)
+
+    with pytest.raises(DataError, match=f"duplicate timestamps, e.g. {frame.loc[row, 'timestamp']}"):
+        fitted(write(frame, tmp_path))
 
 
 def test_several_series_are_windowed_apart_and_split_by_time(tmp_path):

@@ -5,31 +5,44 @@ from __future__ import annotations
 import numpy as np
 
 
-def valid_window_starts(
-    bad: np.ndarray, breaks: np.ndarray, begin: int, end: int, width: int, stride: int
-) -> np.ndarray:
-    """Starts ``s`` in ``[begin, end - width]`` (every ``stride``) whose window ``[s, s + width)`` is clean.
+def clean_windows(bad: np.ndarray, breaks: np.ndarray, width: int) -> np.ndarray:
+    """``[T - width + 1]`` bool: True where the window ``[s, s + width)`` holds no missing value and no gap.
 
     Args:
         bad: ``[T]`` bool, a missing value at step t.
         breaks: ``[T]`` bool, a gap in time between step t-1 and t.
-        begin: First step of the stretch the windows must lie in.
-        end: One past the last step of that stretch.
         width: Window length (input + horizon).
-        stride: Steps between consecutive window starts.
     """
-    counter = np.int32 if len(bad) < 2**31 else np.int64
-    starts = np.arange(begin, end - width + 1, stride, dtype=counter)
-    if starts.size == 0:
-        return starts
-    bad_sum = np.zeros(len(bad) + 1, dtype=counter)
-    np.cumsum(bad, out=bad_sum[1:])
-    break_sum = np.zeros(len(breaks) + 1, dtype=counter)
-    np.cumsum(breaks, out=break_sum[1:])
-    clean = bad_sum[starts + width] == bad_sum[starts]
-    # a break at the window's own first step is fine: only gaps inside the window matter
-    clean &= break_sum[starts + width] == break_sum[starts + 1]
-    return starts[clean]
+    clean = _all_within(~bad, width)
+    if width > 1:  # a break at the window's own first step is fine: only gaps inside the window matter
+        clean &= _all_within(~breaks[1:], width - 1)
+    return clean
+
+
+def _all_within(ok: np.ndarray, length: int) -> np.ndarray:
+    """``[len(ok) - length + 1]``: whether ``ok[s : s + length]`` is all True, for each s; overwrites ``ok``.
+
+    Each pass ANDs every span with the one ``shift`` steps later, growing spans to ``length`` in
+    ``log2(length)`` passes with no memory beyond ``ok`` (unlike a running count).
+    """
+    n, span = len(ok), 1
+    while span < length:
+        shift = min(span, length - span)
+        n -= shift
+        if n <= 0:
+            return ok[:0]
+        ok[:n] &= ok[shift : n + shift]
+        span += shift
+    return ok[:n]
+
+
+def valid_window_starts(
+    clean: np.ndarray, begin: int, end: int, width: int, stride: int, dtype: type[np.integer] = np.int64
+) -> np.ndarray:
+    """Starts ``s`` in ``[begin, end - width]`` (every ``stride``) whose window is clean (see :func:`clean_windows`)."""
+    stop = end - width + 1
+    starts, keep = np.arange(begin, stop, stride, dtype=dtype), clean[begin:stop:stride]
+    return starts if keep.all() else starts[keep]
 
 
 def chronological_bounds(length: int, val_fraction: float, test_fraction: float) -> dict[str, tuple[int, int]]:
@@ -42,5 +55,7 @@ def chronological_bounds(length: int, val_fraction: float, test_fraction: float)
 
 def seasonal_naive_errors(values: np.ndarray, season_length: int) -> np.ndarray:
     """``|y_t - y_{t-m}|`` over a stretch, NaN pairs dropped: the in-sample error MASE is scaled by."""
-    diffs = np.abs(values[season_length:] - values[:-season_length])
-    return diffs[~np.isnan(diffs)]
+    diffs = values[season_length:] - values[:-season_length]
+    np.abs(diffs, out=diffs)
+    missing = np.isnan(diffs)
+    return diffs[~missing] if missing.any() else diffs
