@@ -60,6 +60,7 @@ from typing import Any
 
 import lightning
 import torch
+
 from bench.context import Context
 from bench.memory import series_memory, worker_series_memory
 from bench.predict import predict_throughput

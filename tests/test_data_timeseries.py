@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from conftest import make_series
 
-from ml_tabular.data import timeseries
+from ml_tabular.data import series, timeseries
 from ml_tabular.data.timeseries import TimeSeriesDataModule
 from ml_tabular.data.windows import chronological_bounds, clean_windows, valid_window_starts
 from ml_tabular.errors import DataError
@@ -206,7 +206,8 @@ def test_reading_in_small_chunks_gives_the_same_data(tmp_path, monkeypatch, name
         frame.to_parquet(path, row_group_size=50)
     options = {"feature_columns": ["temp"], "series_id_column": "store", "season_length": 2}
     whole = fitted(str(path), **options)
-    monkeypatch.setattr(timeseries, "CHUNK_ROWS", 7)  # batches, time differences and scaling in 7-row chunks
+    for module in (series, timeseries):
+        monkeypatch.setattr(module, "CHUNK_ROWS", 7)  # batches, time differences and scaling in 7-row chunks
 
     chunked = fitted(str(path), **options)
 
@@ -225,7 +226,8 @@ def test_reading_in_small_chunks_gives_the_same_data(tmp_path, monkeypatch, name
 def test_a_duplicate_timestamp_is_found_wherever_the_chunks_end(tmp_path, monkeypatch, row):
     frame = ramp(50)
     frame.loc[row, "timestamp"] = frame.loc[row - 1, "timestamp"]
-    monkeypatch.setattr(timeseries, "CHUNK_ROWS", 7)
+    for module in (series, timeseries):
+        monkeypatch.setattr(module, "CHUNK_ROWS", 7)
 
     with pytest.raises(DataError, match=f"duplicate timestamps, e.g. {frame.loc[row, 'timestamp']}"):
         fitted(write(frame, tmp_path))

@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 from ml_tabular.errors import DataError
 
 SUFFIXES = (".csv", ".parquet", ".pq")
+TABLE_HEAD_ROWS = 100  # first rows kept as read, describing a table (schema, example)
 
 
 def _check_suffix(path: Path, key: str) -> None:
@@ -88,6 +89,26 @@ def read_table(path: str | Path, key: str = "data.init_args.path", columns: list
     """Read a CSV or Parquet file into pandas (only ``columns`` if given); ``key`` names the config key in errors."""
     table = read_arrow(path, key, columns)
     return table.to_pandas(split_blocks=True, self_destruct=True)
+
+
+def read_batches(
+    path: str | Path, key: str, columns: list[str], rows_per_batch: int
+) -> tuple[int, Iterator[pa.RecordBatch]]:
+    """Row count and record batches of ``columns``: a Parquet file is streamed page by page, a CSV is read
+    whole and each batch released once the next is asked for, so a reader filling arrays holds one copy."""
+    path = _existing(path, key)
+    if _is_csv(path):
+        batches = read_arrow(path, key, columns).to_batches(rows_per_batch)[::-1]
+        return sum(batch.num_rows for batch in batches), (batches.pop() for _ in range(len(batches)))
+    with _reading(path, key):
+        n_rows = pq.read_metadata(path).num_rows
+    _check_rows(n_rows, path, key)
+    return n_rows, _parquet_batches(path, key, columns, rows_per_batch)
+
+
+def _parquet_batches(path: Path, key: str, columns: list[str], rows_per_batch: int) -> Iterator[pa.RecordBatch]:
+    with _reading(path, key), pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 18) as parquet:
+        yield from parquet.iter_batches(rows_per_batch, columns=columns, use_threads=False)
 
 
 def _parquet_head(parquet: pq.ParquetFile, n_rows: int) -> pa.Table:

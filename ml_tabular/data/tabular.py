@@ -13,14 +13,13 @@ import torch
 from torch.utils.data import DataLoader
 
 from ml_tabular.data.batches import TensorBatches, batch_loader
-from ml_tabular.data.io import TableFile, require_columns
+from ml_tabular.data.io import TABLE_HEAD_ROWS, TableFile, require_columns
 from ml_tabular.data.preprocessing import TabularPreprocessor, class_index
 from ml_tabular.data.splits import SPLITS, split_indices
 from ml_tabular.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
-TABLE_HEAD_ROWS = 100
 MAX_AUTO_CLASSES = 20  # an integer target with at most this many values is read as classes by task=auto
 
 

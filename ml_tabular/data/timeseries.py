@@ -2,32 +2,32 @@
 
 from __future__ import annotations
 
-import itertools
 import logging
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
 from ml_tabular.data.batches import Index, TensorBatches, batch_loader
-from ml_tabular.data.io import arrow_numbers, read_arrow, require_columns, table_columns
-from ml_tabular.data.tabular import TABLE_HEAD_ROWS, check_fractions
-from ml_tabular.data.windows import chronological_bounds, clean_windows, seasonal_naive_errors, valid_window_starts
+from ml_tabular.data.io import require_columns, table_columns
+from ml_tabular.data.series import CHUNK_ROWS, SINGLE_SERIES, Series, SeriesTable, read_series
+from ml_tabular.data.tabular import check_fractions
+from ml_tabular.data.windows import (
+    chronological_bounds,
+    clean_windows,
+    missing_steps,
+    seasonal_naive_errors,
+    valid_window_starts,
+)
 from ml_tabular.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
-SINGLE_SERIES = "__series__"
-CHUNK_ROWS = 1 << 16  # rows read, compared or scaled at a time: temporaries stay small however long the series
 
 
 @dataclass
@@ -61,130 +61,6 @@ class SeriesScaling:
             np.subtract(rows, self.offsets, out=rows)
             np.divide(rows, self.scales, out=rows)
             np.nan_to_num(rows, copy=False)
-
-
-@dataclass
-class Series:
-    """One series as read, in time order: its id, raw values ``[T, 1 + F]`` (float32) and its times, summarised."""
-
-    series_id: Any
-    values: np.ndarray
-    breaks: np.ndarray  # [T] True where the time since the previous row is not ``step`` (a gap)
-    step: pd.Timedelta  # the sampling step: the median time between consecutive rows
-    last: pd.Timestamp  # the time of the last row
-
-
-@dataclass
-class _Rows:
-    """A table's rows as read: int64 timestamps of dtype ``time_type``, raw values ``[N, 1 + F]`` (float32), and
-    each row's series as a code into ``ids`` (``codes`` is ``None`` for one series)."""
-
-    stamps: np.ndarray
-    values: np.ndarray
-    codes: np.ndarray | None
-    time_type: Any = None
-    ids: list[Any] = field(default_factory=list)
-
-    def time(self, row: int) -> pd.Timestamp:
-        """The timestamp of ``row``, in the column's unit and time zone."""
-        return pd.DatetimeIndex(self.stamps[row : row + 1], dtype=self.time_type)[0]
-
-    def sort(self) -> None:
-        """Put the rows in (series, time) order; ``codes`` must follow the sorted ids."""
-        order = _time_order(self.stamps, self.codes)
-        if order is None:
-            return
-        self.stamps = self.stamps[order]  # one array at a time: peak memory grows by one array, not all
-        self.values = self.values[order]
-        if self.codes is not None:
-            self.codes = self.codes[order]
-
-
-def _median_step(stamps: np.ndarray, sample: int = 100_000) -> int:
-    """Median difference of consecutive timestamps, from an evenly spaced sample (no full sort)."""
-    if len(stamps) < 2:
-        return 0
-    picks = np.linspace(1, len(stamps) - 1, min(sample, len(stamps) - 1)).astype(np.int64)
-    return int(np.median(stamps[picks] - stamps[picks - 1]))
-
-
-def _read_batches(path: str, key: str, columns: list[str]) -> tuple[int, Iterator[pa.RecordBatch]]:
-    """Row count and record batches of ``columns`` of ``path``: Parquet is streamed, a CSV is read whole and each
-    batch released once the next is asked for. Filling arrays batch by batch so holds one copy of the data."""
-    if Path(path).suffix.lower() == ".csv":
-        batches = read_arrow(path, key, columns).to_batches(CHUNK_ROWS)[::-1]
-        return sum(batch.num_rows for batch in batches), (batches.pop() for _ in range(len(batches)))
-    n_rows = pq.read_metadata(path).num_rows  # the footer ``table_columns`` has read already
-    if n_rows == 0:
-        raise DataError(f"{key}: '{path}' has no rows. Point the key at a table with data.")
-    return n_rows, _parquet_batches(path, key, columns)
-
-
-def _parquet_batches(path: str, key: str, columns: list[str]) -> Iterator[pa.RecordBatch]:
-    try:
-        with pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 18) as parquet:  # pages, not row groups
-            yield from parquet.iter_batches(CHUNK_ROWS, columns=columns, use_threads=False)
-    except (ValueError, OSError, pa.ArrowException) as err:
-        raise DataError(f"{key}: could not read '{path}': {err}. Check that it is a valid table.") from err
-
-
-def _gaps(stamps: np.ndarray, step: int) -> tuple[np.ndarray, int]:
-    """``[T]`` True where the time since the previous row is not ``step``, and the first row whose time repeats
-    the previous row's (0: none). Differences are taken a chunk at a time, never for the whole series."""
-    gaps = np.zeros(len(stamps), dtype=bool)
-    repeat = 0
-    for begin in range(1, len(stamps), CHUNK_ROWS):
-        end = min(begin + CHUNK_ROWS, len(stamps))
-        diffs = stamps[begin:end] - stamps[begin - 1 : end - 1]
-        np.not_equal(diffs, step, out=gaps[begin:end])
-        if not repeat and not diffs.all():
-            repeat = begin + int(np.argmin(diffs != 0))
-    return gaps, repeat
-
-
-def _codes(ids: pa.ChunkedArray, labels: dict[Any, int]) -> np.ndarray:
-    """``[N]`` int32 code of each id, numbering ids in order of first sight (``labels``: id -> code, grown)."""
-    encoded = pc.dictionary_encode(ids.combine_chunks(), null_encoding="encode")
-    codes = [labels.setdefault(label, len(labels)) for label in encoded.dictionary.to_pylist()]
-    return np.array(codes, dtype=np.int32)[encoded.indices.to_numpy()]
-
-
-def _sorted_ids(codes: np.ndarray, labels: dict[Any, int]) -> list[Any]:
-    """Renumber ``codes`` (in place) so that codes follow the sorted ids; those ids, in that order."""
-    ids = pd.Series(list(labels), dtype=object)
-    order = ids.sort_values(na_position="first").index.to_numpy()
-    rank = np.empty(len(order), dtype=np.int32)
-    rank[order] = np.arange(len(order))
-    for begin in range(0, len(codes), CHUNK_ROWS):  # ``np.take(rank, codes, out=codes)`` copies ``codes`` twice
-        rows = codes[begin : begin + CHUNK_ROWS]
-        rows[:] = rank[rows]
-    return ids[order].tolist()
-
-
-def _time_order(stamps: np.ndarray, codes: np.ndarray | None) -> np.ndarray | None:
-    """Row order sorting by (series, time), or ``None`` when the rows already are in that order."""
-    ordered = stamps[1:] >= stamps[:-1]
-    if codes is not None:
-        ordered &= codes[1:] == codes[:-1]
-        ordered |= codes[1:] > codes[:-1]
-    if ordered.all():
-        return None
-    return np.argsort(stamps, kind="stable") if codes is None else np.lexsort((stamps, codes))
-
-
-def _group_bounds(codes: np.ndarray | None, n_rows: int) -> list[tuple[int, int]]:
-    """``[begin, end)`` of each run of equal codes in sorted rows (one run without codes)."""
-    change = np.array([], dtype=np.int64) if codes is None else np.flatnonzero(codes[1:] != codes[:-1]) + 1
-    edges = [0, *change.tolist(), n_rows]
-    return list(itertools.pairwise(edges))
-
-
-def _missing(values: np.ndarray) -> np.ndarray:
-    """``[T]`` True where any channel of ``values [T, C]`` is NaN, one channel at a time (no ``[T, C]`` mask)."""
-    bad = np.isnan(values[:, 0])
-    for channel in range(1, values.shape[1]):
-        bad |= np.isnan(values[:, channel])
-    return bad
 
 
 def _joined(parts: list[np.ndarray]) -> np.ndarray:
@@ -298,73 +174,19 @@ class TimeSeriesDataModule(pl.LightningDataModule):
         return self.scaling
 
     # ----- reading -----
-    def _read_series(self, path: str, key: str) -> tuple[np.ndarray, list[Series]]:
-        """The raw values of every row ``[N, 1 + F]`` in (series, time) order, and each series (views into them)."""
-        rows = self._read_rows(path, key)
-        rows.sort()
-        bounds = _group_bounds(rows.codes, len(rows.values))
-        return rows.values, [self._series(rows, begin, end, path) for begin, end in bounds]
-
-    def _read_rows(self, path: str, key: str) -> _Rows:
-        """Read the table batch by batch into preallocated arrays (about one copy of the used columns)."""
-        value_columns = [self.target, *self.feature_columns]
-        id_columns = [self.series_id_column] if self.series_id_column else []
+    def _read_series(self, path: str, key: str) -> SeriesTable:
+        """The series of ``path`` (config key ``key``); the training file's first rows are kept as its head."""
         names = table_columns(path, key)
+        id_columns = [self.series_id_column] if self.series_id_column else []
         settings = {"timestamp_column": [self.timestamp_column], "target": [self.target]}
         settings |= {"feature_columns": self.feature_columns, "series_id_column": id_columns}
         for setting, columns in settings.items():
             require_columns(names, columns, f"data.init_args.{setting}", path)
-        n_rows, batches = _read_batches(path, key, columns=[self.timestamp_column, *value_columns, *id_columns])
-        values = np.empty((n_rows, len(value_columns)), dtype=np.float32)
-        rows = _Rows(np.empty(n_rows, dtype=np.int64), values, np.empty(n_rows, dtype=np.int32) if id_columns else None)
-        labels: dict[Any, int] = {}
-        head: list[pa.Table] = []
-        begin = 0
-        for batch in batches:
-            table, end = pa.Table.from_batches([batch]), begin + batch.num_rows
-            stamps = self._timestamps(table, path)
-            rows.stamps[begin:end], rows.time_type = stamps.asi8, stamps.dtype
-            for i, column in enumerate(value_columns):
-                values[begin:end, i] = arrow_numbers(table, column, path)
-            if rows.codes is not None:
-                rows.codes[begin:end] = _codes(table.column(self.series_id_column), labels)
-            if begin < TABLE_HEAD_ROWS:
-                head.append(table.slice(0, TABLE_HEAD_ROWS - begin))
-            begin = end
+        value_columns = [self.target, *self.feature_columns]
+        table = read_series(path, key, self.timestamp_column, value_columns, self.series_id_column)
         if path == self.path:
-            self.table_head, self.table_rows = pa.concat_tables(head).to_pandas(), n_rows
-        if rows.codes is not None:
-            rows.ids = _sorted_ids(rows.codes, labels)
-        return rows
-
-    def _timestamps(self, table: pa.Table, path: str) -> pd.DatetimeIndex:
-        column = table.column(self.timestamp_column)
-        if pa.types.is_timestamp(column.type) or pa.types.is_date(column.type):
-            return pd.DatetimeIndex(column.to_numpy(zero_copy_only=False))
-        raw = column.to_pandas()
-        stamps = pd.to_datetime(raw, errors="coerce", format="mixed")
-        if stamps.isna().any():
-            bad = raw[stamps.isna()].astype(str).unique()[:3].tolist()
-            raise DataError(
-                f"timestamp column '{self.timestamp_column}' in '{path}' has values that are not dates/times: {bad}. "
-                "Fix those rows or point data.init_args.timestamp_column at the right column."
-            )
-        return pd.DatetimeIndex(stamps)
-
-    def _series(self, rows: _Rows, begin: int, end: int, path: str) -> Series:
-        """Rows ``[begin, end)`` (one series, sorted) as a :class:`Series`; repeated timestamps raise."""
-        series_id = SINGLE_SERIES if rows.codes is None else rows.ids[rows.codes[begin]]
-        step = _median_step(rows.stamps[begin:end])
-        gaps, repeat = _gaps(rows.stamps[begin:end], step)
-        if repeat:
-            where = "" if rows.codes is None else f" in series '{series_id}'"
-            raise DataError(
-                f"'{path}' has duplicate timestamps{where}, e.g. {rows.time(begin + repeat)}. "
-                "Each series needs one row per timestamp: aggregate or drop the duplicates "
-                "(or set data.init_args.series_id_column if the table holds several series)."
-            )
-        last = rows.time(end - 1)
-        return Series(series_id, rows.values[begin:end], gaps, pd.Timedelta(step, unit=last.unit), last)
+            self.table_head, self.table_rows = table.head, len(table.values)
+        return table
 
     def _name(self, item: Series) -> str:
         return "the series" if item.series_id == SINGLE_SERIES else f"series '{item.series_id}'"
@@ -392,7 +214,8 @@ class TimeSeriesDataModule(pl.LightningDataModule):
 
     # ----- preparation -----
     def _prepare(self) -> None:
-        values, series = self._read_series(self.path, "data.init_args.path")
+        table = self._read_series(self.path, "data.init_args.path")
+        values, series = table.values, table.series
         bounds = [self._split_bounds(item) for item in series]
         self.scaling = self._fit_scaling(series, bounds)
         self._build_windows(values, series, bounds)
@@ -451,7 +274,7 @@ class TimeSeriesDataModule(pl.LightningDataModule):
     ) -> dict[str, np.ndarray]:
         """Starts (steps into ``item``) of the windows of each stretch holding no gap and no missing value."""
         width = self.input_size + self.horizon
-        clean = clean_windows(_missing(item.values), item.breaks, width)
+        clean = clean_windows(missing_steps(item.values), item.breaks, width)
         return {
             name: valid_window_starts(clean, begin, end, width, self.stride, index_type)
             for name, (begin, end) in split.items()
@@ -488,9 +311,8 @@ class TimeSeriesDataModule(pl.LightningDataModule):
     # ----- forecasting beyond the end -----
     def predict_dataloader(self) -> DataLoader:
         path = self.predict_path or self.path
-        _, series = self._read_series(
-            path, "data.init_args.predict_path" if self.predict_path else "data.init_args.path"
-        )
+        key = "data.init_args.predict_path" if self.predict_path else "data.init_args.path"
+        series = self._read_series(path, key).series
         inputs, index = [], []
         for item in series:
             self._check_length(item, self.input_size, "a forecast (one input window)")

@@ -5,6 +5,14 @@ from __future__ import annotations
 import numpy as np
 
 
+def missing_steps(values: np.ndarray) -> np.ndarray:
+    """``[T]`` True where any channel of ``values [T, C]`` is NaN, one channel at a time (no ``[T, C]`` mask)."""
+    bad = np.isnan(values[:, 0])
+    for channel in range(1, values.shape[1]):
+        bad |= np.isnan(values[:, channel])
+    return bad
+
+
 def clean_windows(bad: np.ndarray, breaks: np.ndarray, width: int) -> np.ndarray:
     """``[T - width + 1]`` bool: True where the window ``[s, s + width)`` holds no missing value and no gap.
 

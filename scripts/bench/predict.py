@@ -6,11 +6,11 @@ import time
 from pathlib import Path
 
 import torch
+from torch import Tensor
+
 from bench.context import Context
 from bench.results import Measurement, Results, Target, ratios
 from bench.systems import BATCH_SIZE, tabular_datamodule, tabular_system, trainer
-from torch import Tensor
-
 from ml_tabular.data import TabularDataModule
 from ml_tabular.data.io import read_table, write_table
 from ml_tabular.models import TabularMLP

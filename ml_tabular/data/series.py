@@ -1,0 +1,199 @@
+"""Series read from a long table into arrays: rows in (series, time) order, gaps and repeated times found.
+
+The work goes a chunk of ``CHUNK_ROWS`` rows at a time, so temporaries stay small however long the
+series: reading holds about one copy of the columns used (int64 times, float32 values, int32 series codes).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ml_tabular.data.io import TABLE_HEAD_ROWS, arrow_numbers, read_batches
+from ml_tabular.errors import DataError
+
+CHUNK_ROWS = 1 << 16  # rows read, compared or scaled at a time
+SINGLE_SERIES = "__series__"
+
+
+@dataclass
+class Series:
+    """One series as read, in time order: its id, raw values ``[T, 1 + F]`` (float32) and its times, summarised."""
+
+    series_id: Any
+    values: np.ndarray
+    breaks: np.ndarray  # [T] True where the time since the previous row is not ``step`` (a gap)
+    step: pd.Timedelta  # the sampling step: the median time between consecutive rows
+    last: pd.Timestamp  # the time of the last row
+
+
+@dataclass
+class SeriesTable:
+    """A long table read as series: raw values ``[N, 1 + F]`` (float32, all series end to end in (series,
+    time) order), each series (views into them) and the first rows as read."""
+
+    values: np.ndarray
+    series: list[Series]
+    head: pd.DataFrame
+
+
+@dataclass
+class _Rows:
+    """A table's rows as read: int64 timestamps of dtype ``time_type``, raw values ``[N, 1 + F]`` (float32), and
+    each row's series as a code into ``ids`` (``codes`` is ``None`` for one series)."""
+
+    stamps: np.ndarray
+    values: np.ndarray
+    codes: np.ndarray | None
+    time_type: Any = None
+    ids: list[Any] = field(default_factory=list)
+
+    def time(self, row: int) -> pd.Timestamp:
+        """The timestamp of ``row``, in the column's unit and time zone."""
+        return pd.DatetimeIndex(self.stamps[row : row + 1], dtype=self.time_type)[0]
+
+    def sort(self) -> None:
+        """Put the rows in (series, time) order; ``codes`` must follow the sorted ids."""
+        order = _time_order(self.stamps, self.codes)
+        if order is None:
+            return
+        self.stamps = self.stamps[order]  # one array at a time: peak memory grows by one array, not all
+        self.values = self.values[order]
+        if self.codes is not None:
+            self.codes = self.codes[order]
+
+
+def _median_step(stamps: np.ndarray, sample: int = 100_000) -> int:
+    """Median difference of consecutive timestamps, from an evenly spaced sample (no full sort)."""
+    if len(stamps) < 2:
+        return 0
+    picks = np.linspace(1, len(stamps) - 1, min(sample, len(stamps) - 1)).astype(np.int64)
+    return int(np.median(stamps[picks] - stamps[picks - 1]))
+
+
+def _gaps(stamps: np.ndarray, step: int) -> tuple[np.ndarray, int]:
+    """``[T]`` True where the time since the previous row is not ``step``, and the first row whose time repeats
+    the previous row's (0: none). Differences are taken a chunk at a time, never for the whole series."""
+    gaps = np.zeros(len(stamps), dtype=bool)
+    repeat = 0
+    for begin in range(1, len(stamps), CHUNK_ROWS):
+        end = min(begin + CHUNK_ROWS, len(stamps))
+        diffs = stamps[begin:end] - stamps[begin - 1 : end - 1]
+        np.not_equal(diffs, step, out=gaps[begin:end])
+        if not repeat and not diffs.all():
+            repeat = begin + int(np.argmin(diffs != 0))
+    return gaps, repeat
+
+
+def _codes(ids: pa.ChunkedArray, labels: dict[Any, int]) -> np.ndarray:
+    """``[N]`` int32 code of each id, numbering ids in order of first sight (``labels``: id -> code, grown)."""
+    encoded = pc.dictionary_encode(ids.combine_chunks(), null_encoding="encode")
+    codes = [labels.setdefault(label, len(labels)) for label in encoded.dictionary.to_pylist()]
+    return np.array(codes, dtype=np.int32)[encoded.indices.to_numpy()]
+
+
+def _sorted_ids(codes: np.ndarray, labels: dict[Any, int]) -> list[Any]:
+    """Renumber ``codes`` (in place) so that codes follow the sorted ids; those ids, in that order."""
+    ids = pd.Series(list(labels), dtype=object)
+    order = ids.sort_values(na_position="first").index.to_numpy()
+    rank = np.empty(len(order), dtype=np.int32)
+    rank[order] = np.arange(len(order))
+    for begin in range(0, len(codes), CHUNK_ROWS):  # ``np.take(rank, codes, out=codes)`` copies ``codes`` twice
+        rows = codes[begin : begin + CHUNK_ROWS]
+        rows[:] = rank[rows]
+    return ids[order].tolist()
+
+
+def _time_order(stamps: np.ndarray, codes: np.ndarray | None) -> np.ndarray | None:
+    """Row order sorting by (series, time), or ``None`` when the rows already are in that order."""
+    ordered = stamps[1:] >= stamps[:-1]
+    if codes is not None:
+        ordered &= codes[1:] == codes[:-1]
+        ordered |= codes[1:] > codes[:-1]
+    if ordered.all():
+        return None
+    return np.argsort(stamps, kind="stable") if codes is None else np.lexsort((stamps, codes))
+
+
+def _group_bounds(codes: np.ndarray | None, n_rows: int) -> list[tuple[int, int]]:
+    """``[begin, end)`` of each run of equal codes in sorted rows (one run without codes)."""
+    change = np.array([], dtype=np.int64) if codes is None else np.flatnonzero(codes[1:] != codes[:-1]) + 1
+    edges = [0, *change.tolist(), n_rows]
+    return list(itertools.pairwise(edges))
+
+
+def read_series(
+    path: str, key: str, timestamp_column: str, value_columns: list[str], series_id_column: str | None
+) -> SeriesTable:
+    """Read ``path`` batch by batch into arrays, sort it by (series, time) and cut it into series.
+
+    A repeated timestamp within a series and a timestamp that is not a date/time raise a :class:`DataError`.
+    """
+    rows, head = _read_rows(path, key, timestamp_column, value_columns, series_id_column)
+    rows.sort()
+    bounds = _group_bounds(rows.codes, len(rows.values))
+    return SeriesTable(rows.values, [_series(rows, begin, end, path) for begin, end in bounds], head)
+
+
+def _read_rows(
+    path: str, key: str, timestamp_column: str, value_columns: list[str], series_id_column: str | None
+) -> tuple[_Rows, pd.DataFrame]:
+    """The rows in file order, in preallocated arrays, and the first ``TABLE_HEAD_ROWS`` rows as read."""
+    id_columns = [series_id_column] if series_id_column else []
+    n_rows, batches = read_batches(path, key, [timestamp_column, *value_columns, *id_columns], CHUNK_ROWS)
+    values = np.empty((n_rows, len(value_columns)), dtype=np.float32)
+    rows = _Rows(np.empty(n_rows, dtype=np.int64), values, np.empty(n_rows, dtype=np.int32) if id_columns else None)
+    labels: dict[Any, int] = {}
+    head: list[pa.Table] = []
+    begin = 0
+    for batch in batches:
+        table, end = pa.Table.from_batches([batch]), begin + batch.num_rows
+        stamps = _timestamps(table, timestamp_column, path)
+        rows.stamps[begin:end], rows.time_type = stamps.asi8, stamps.dtype
+        for i, column in enumerate(value_columns):
+            values[begin:end, i] = arrow_numbers(table, column, path)
+        if rows.codes is not None:
+            rows.codes[begin:end] = _codes(table.column(series_id_column), labels)
+        if begin < TABLE_HEAD_ROWS:
+            head.append(table.slice(0, TABLE_HEAD_ROWS - begin))
+        begin = end
+    if rows.codes is not None:
+        rows.ids = _sorted_ids(rows.codes, labels)
+    return rows, pa.concat_tables(head).to_pandas()
+
+
+def _timestamps(table: pa.Table, column_name: str, path: str) -> pd.DatetimeIndex:
+    column = table.column(column_name)
+    if pa.types.is_timestamp(column.type) or pa.types.is_date(column.type):
+        return pd.DatetimeIndex(column.to_numpy(zero_copy_only=False))
+    raw = column.to_pandas()
+    stamps = pd.to_datetime(raw, errors="coerce", format="mixed")
+    if stamps.isna().any():
+        bad = raw[stamps.isna()].astype(str).unique()[:3].tolist()
+        raise DataError(
+            f"timestamp column '{column_name}' in '{path}' has values that are not dates/times: {bad}. "
+            "Fix those rows or point data.init_args.timestamp_column at the right column."
+        )
+    return pd.DatetimeIndex(stamps)
+
+
+def _series(rows: _Rows, begin: int, end: int, path: str) -> Series:
+    """Rows ``[begin, end)`` (one series, sorted) as a :class:`Series`; repeated timestamps raise."""
+    series_id = SINGLE_SERIES if rows.codes is None else rows.ids[rows.codes[begin]]
+    step = _median_step(rows.stamps[begin:end])
+    gaps, repeat = _gaps(rows.stamps[begin:end], step)
+    if repeat:
+        where = "" if rows.codes is None else f" in series '{series_id}'"
+        raise DataError(
+            f"'{path}' has duplicate timestamps{where}, e.g. {rows.time(begin + repeat)}. "
+            "Each series needs one row per timestamp: aggregate or drop the duplicates "
+            "(or set data.init_args.series_id_column if the table holds several series)."
+        )
+    last = rows.time(end - 1)
+    return Series(series_id, rows.values[begin:end], gaps, pd.Timedelta(step, unit=last.unit), last)
