@@ -19,6 +19,8 @@ QUICK_SCALE = (2000, 4000)  # the --quick preset's row counts
 TRAINING = ("train_tracked", "train_plain_torch", "train_untracked", "whole_epoch_tracked", "whole_epoch_untracked")
 MEASUREMENTS = [
     *(f"{label}_{kind}" for label in ("tabular", "series") for kind in TRAINING),
+    "tiny_step_plain_torch",
+    "tiny_step_lightning",
     "series_setup_peak_memory",
     "predict_cli_path",
     "predict_bare_forward",

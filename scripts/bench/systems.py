@@ -37,14 +37,14 @@ def series_datamodule(path: Path) -> TimeSeriesDataModule:
     )
 
 
-def tabular_system(dm: TabularDataModule) -> TabularMLP:
+def tabular_system(dm: TabularDataModule, hidden: list[int] = TABULAR_HIDDEN) -> TabularMLP:
     torch.manual_seed(0)
     return TabularMLP(
         n_numeric=dm.n_numeric,
         cardinalities=dm.cardinalities,
         n_outputs=dm.n_outputs,
         task=dm.resolved_task,
-        hidden_dims=TABULAR_HIDDEN,
+        hidden_dims=hidden,
         dropout=0.0,
         norm="none",
         lr=LR,
@@ -182,12 +182,12 @@ def plain_epochs(
     return seconds
 
 
-def plain_tabular(dm: TabularDataModule, epochs: int) -> list[float]:
+def plain_tabular(dm: TabularDataModule, epochs: int, hidden: list[int] = TABULAR_HIDDEN) -> list[float]:
     """The tabular math without Lightning: same network, same tensors, index slicing per batch."""
     train = dm.splits["train"]
     x_num, x_cat, y = train["x_num"], train["x_cat"], train["y"]
     torch.manual_seed(0)
-    net = TabularNet(dm.n_numeric, dm.cardinalities, dm.n_outputs, TABULAR_HIDDEN, dropout=0.0, norm="none")
+    net = TabularNet(dm.n_numeric, dm.cardinalities, dm.n_outputs, hidden, dropout=0.0, norm="none")
 
     def loss_of(index: Tensor) -> Tensor:
         return nn.functional.cross_entropy(net(x_num[index], x_cat[index]), y[index])

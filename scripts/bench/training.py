@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Callable
 
 import lightning.pytorch as pl
@@ -20,8 +21,10 @@ from bench.systems import (
     tabular_datamodule,
     tabular_system,
 )
+from ml_tabular.data import TabularDataModule
 
 RUN_ORDER = ("tracked", "plain", "untracked")
+TINY_HIDDEN = [8]
 
 
 def compare_training(
@@ -90,8 +93,27 @@ def tabular_training(ctx: Context) -> Results:
     dm = tabular_datamodule(ctx.table())
     dm.setup("fit")
     count = len(dm.splits["train"]["y"])
-    return compare_training(
+    results = compare_training(
         ctx, "tabular", "rows/s", count, lambda: tabular_system(dm), dm, lambda: plain_tabular(dm, ctx.epochs)
+    )
+    results.extend(loop_overhead(ctx, dm))
+    return results
+
+
+def loop_overhead(ctx: Context, dm: TabularDataModule) -> Results:
+    """Lightning's own cost per training step: both loops on a network so small that the math is almost free."""
+    steps = -(-len(dm.splits["train"]["y"]) // BATCH_SIZE)
+    plain, lightning = [], []
+    for _ in range(ctx.repeats):
+        plain.append(1e6 * statistics.mean(plain_tabular(dm, ctx.epochs, TINY_HIDDEN)[1:]) / steps)
+        timer = fit_timed(tabular_system(dm, TINY_HIDDEN), dm, ctx.epochs, False, ctx.tmp)
+        lightning.append(1e6 * statistics.mean(timer.body[1:]) / steps)
+    note = f"hidden {TINY_HIDDEN}, untracked; the difference is what Lightning adds to every step"
+    return Results(
+        measurements=[
+            Measurement("tiny_step_plain_torch", "us/step", plain, note),
+            Measurement("tiny_step_lightning", "us/step", lightning, note),
+        ]
     )
 
 
