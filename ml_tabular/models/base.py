@@ -30,6 +30,14 @@ class MLPSystem(pl.LightningModule):
 
     model_type: ClassVar[str]
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Lightning sets ``_current_fx_name`` around every hook it calls, 44 times a training step; it is a
+        # plain string, so it skips ``nn.Module.__setattr__``'s parameter/module/buffer checks (~4 us each).
+        if name == "_current_fx_name":
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
+
     def _init_metrics(self, metrics: MetricCollection) -> None:
         # keys are "<stage>_..." because a ModuleDict key may not shadow nn.Module.train
         self.losses = nn.ModuleDict({f"{stage}_loss": MeanMetric() for stage in STAGES})
