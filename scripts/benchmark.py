@@ -4,21 +4,23 @@
                                 [--memory-points M] [--scale N1,N2,...] [--threads T]
                                 [--out benchmark.json] [--quick]
 
-All data is generated in a temporary directory (nothing is downloaded). Every measurement is taken
-R times (``--repeats``) and shown as min / median / max; every target is a RATIO of two numbers
-measured in this same run, interleaved repeat by repeat, so a busy machine slows both sides alike.
-A target's ratio is the median of its per-repeat ratios (the min/median/max columns of its row).
+All data is generated in a temporary directory, which is also the working directory of the fits (nothing
+is downloaded, nothing is written elsewhere). Every measurement is taken R times (``--repeats``; for
+training, every timed epoch of R fits) and shown as min / median / max; every target is a RATIO of two
+numbers measured in this same run, interleaved, so a busy machine slows both sides alike. A target's ratio
+is the median of its per-repeat (per-epoch) ratios (the min/median/max columns of its row).
 
 Measurements:
-  1. tabular training rows/s: the Lightning path (``TabularDataModule`` on an N-row Parquet file with
-     32 float features and a binary target, ``TabularMLP`` [256, 256, 256], batch 512, tracked in
-     MLflow through ``MLTabularLogger`` on SQLite) vs a plain PyTorch loop doing the same math on the
-     same tensors (target >= 0.9); tracking overhead: the time spent inside the logger's calls as a
-     share of the epoch (<= 3 %), and the same cost seen from outside, tracked vs untracked rates.
-     Lightning's own cost per step is measured beside it: both loops on a network of one 8-unit
-     layer, where the math is almost free (``tiny_step_*``, microseconds per step).
-  2. time-series training windows/s: ``TimeSeriesDataModule`` (P points, input 168, horizon 24) and
-     ``TimeSeriesMLP`` [256, 256] vs a plain loop over the same windows (>= 0.9); tracking overhead.
+  1. tabular training rows/s: ``ml_tabular fit`` as a user runs it (``MLTabularCLI`` on
+     ``configs/tabular.yaml``, in this process: its Trainer, checkpoint and progress-bar callbacks, and the
+     MLflow logger on the default SQLite store) on an N-row Parquet file with 32 float features and a binary
+     target, ``TabularMLP`` [256, 256, 256], batch 512, validation off; against a plain PyTorch loop doing the
+     same math (a copy of the model's network, its loss, AdamW) on the same tensors (target >= 0.9). Tracking
+     overhead: the time spent inside the logger's calls as a share of the epoch (<= 3 %), and the same cost
+     seen from outside, tracked vs untracked (Lightning's CSV logger) fits. Lightning's own cost per step is
+     measured beside it on a network of one 8-unit layer, where the math is almost free (``tiny_step_*``).
+  2. time-series training windows/s: the same on ``configs/timeseries.yaml`` (P points, input 168, horizon
+     24, ``TimeSeriesMLP`` [256, 256]) (>= 0.9); tracking overhead.
   3. peak memory of ``TimeSeriesDataModule.setup("fit")`` on an M-point series, in a fresh
      subprocess, relative to the series as stored: M * 16 bytes (an int64 timestamp and a float64 value
      per point) (<= 2x); the ratio to the values alone (M * 8) is kept in the JSON too.
@@ -29,19 +31,26 @@ Measurements:
      ``setup("fit")`` relative to the feature bytes (rows * 32 * 4) (<= 2x), and tracked Lightning
      rows/s, as time per row relative to the smallest size (flat within 1.3x).
 
-Training rates count the epochs after the first (warm-up) only; a scale point instead warms up
-with a 20-batch fit, then times whole epochs. ``train`` rates time the epoch body
+Pairing: this machine's speed drifts by 10 % and more within seconds, more than the differences measured,
+so the plain loop is not timed in runs of its own. One plain step runs after every Lightning step, outside
+the Lightning epoch's timing, and each Lightning epoch is compared with the plain steps interleaved with
+it: the training targets are medians of these per-epoch ratios, over every timed epoch of every repeat.
+The first epoch of each fit is warm-up and is not counted. ``train`` rates time the epoch body
 (``on_train_epoch_start`` -> ``on_train_epoch_end``); ``whole_epoch`` rates run to the next epoch's
-start and so include the epoch-end metric flush to MLflow, which is what the overhead uses.
-Peak memory is VmHWM from /proc/self/status: on Linux ``ru_maxrss`` survives fork + exec and so
-reports the parent's peak in a child spawned from a large parent; both are stored in the JSON.
+start and so include the epoch-end metric flush and checkpoint, which is what the overhead uses. A scale
+point instead warms up with a 20-batch fit, then times whole epochs.
+
+Peak memory is VmHWM from /proc/self/status, grown from a baseline taken after a warm-up setup on 2,000
+rows (the first use of a code path costs a few MB that do not grow with the data: lazy imports, Arrow's
+memory pool); on Linux ``ru_maxrss`` survives fork + exec and so reports the parent's peak in a child
+spawned from a large parent; both are stored in the JSON.
 
 Torch runs on ``--threads`` threads (default 1) in every path. On a shared machine two threads are
 a trap: when another process holds a core, each parallel op waits for the descheduled thread and
 training runs 3-4x slower than on one thread; one thread only loses its share of the CPU.
 
 ``--quick`` runs everything at tiny sizes with one repeat, for the test; its numbers mean nothing.
-The default run takes a few minutes on 2 cores; add ``--scale 10000,1000000,10000000`` for the
+The default run takes about 4 minutes on 2 cores; add ``--scale 10000,1000000,10000000`` for the
 10M-row point (several more minutes and ~4 GB of memory).
 """
 
@@ -75,10 +84,10 @@ from bench.training import series_training, tabular_training
 from bench.workers import MEMORY_DEFINITION
 
 DEFAULTS = {
-    "rows": 50_000,
-    "epochs": 2,
+    "rows": 100_000,
+    "epochs": 3,
     "repeats": 3,
-    "series_points": 200_000,
+    "series_points": 100_000,
     "memory_points": 5_000_000,
     "scale": "10000,100000,1000000",
     "scale_min_rows": 100_000,  # small scale points repeat epochs until this many rows are timed
@@ -178,17 +187,21 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(WORKERS[args.worker](json.loads(args.spec))))
         return
     started, load_before = time.perf_counter(), os.getloadavg()
-    results = Results()
+    results, out, home = Results(), args.out.resolve(), Path.cwd()
     with tempfile.TemporaryDirectory(prefix="ml_tabular_bench_") as tmp:
         ctx = make_context(args, Path(tmp))
-        for name, suite in SUITES.items():
-            print(f"[{time.perf_counter() - started:6.1f}s] {name} ...", file=sys.stderr, flush=True)
-            results.extend(suite(ctx))
+        os.chdir(tmp)  # the fits' default tracking store, checkpoints and CSV logs land in the temporary folder
+        try:
+            for name, suite in SUITES.items():
+                print(f"[{time.perf_counter() - started:6.1f}s] {name} ...", file=sys.stderr, flush=True)
+                results.extend(suite(ctx))
+        finally:
+            os.chdir(home)
         payload = report(results, ctx, time.perf_counter() - started, load_before)
     print_table(results)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(payload, indent=2))
-    print(f"\n{len(results.targets)} targets, {sum(t.met for t in results.targets)} met; wrote {args.out}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(payload, indent=2))
+    print(f"\n{len(results.targets)} targets, {sum(t.met for t in results.targets)} met; wrote {out}")
 
 
 if __name__ == "__main__":

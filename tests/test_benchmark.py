@@ -21,6 +21,7 @@ MEASUREMENTS = [
     *(f"{label}_{kind}" for label in ("tabular", "series") for kind in TRAINING),
     "tiny_step_plain_torch",
     "tiny_step_lightning",
+    "tabular_lightning_vs_plain_batch_2048",
     "series_setup_peak_memory",
     "predict_cli_path",
     "predict_bare_forward",

@@ -1,4 +1,4 @@
-"""The systems under test (ml_tabular's DataModules, models and Trainer) and the plain PyTorch loops they face."""
+"""ml_tabular's DataModules, model and a bare Trainer, built directly (predict, memory and scale), and epoch timing."""
 
 from __future__ import annotations
 
@@ -10,11 +10,9 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import Callback
-from torch import Tensor, nn
 
 from ml_tabular.data import TabularDataModule, TimeSeriesDataModule
-from ml_tabular.models import TabularMLP, TimeSeriesMLP
-from ml_tabular.nn import MLP, TabularNet
+from ml_tabular.models import TabularMLP
 
 BATCH_SIZE = 512
 TABULAR_HIDDEN = [256, 256, 256]
@@ -51,30 +49,14 @@ def tabular_system(dm: TabularDataModule, hidden: list[int] = TABULAR_HIDDEN) ->
     )
 
 
-def series_system(dm: TimeSeriesDataModule) -> TimeSeriesMLP:
-    torch.manual_seed(0)
-    return TimeSeriesMLP(
-        input_size=dm.input_size,
-        horizon=dm.horizon,
-        n_channels=dm.n_channels,
-        target_mean=dm.target_mean,
-        target_std=dm.target_std,
-        mase_scale=dm.mase_scale,
-        hidden_dims=SERIES_HIDDEN,
-        dropout=0.0,
-        norm="none",
-        lr=LR,
-    )
-
-
 class TrackingClock:
     """Wall time spent inside a logger's calls, measured by wrapping them on the instance."""
 
     METHODS = ("log_hyperparams", "log_metrics", "save")
 
-    def __init__(self, logger: pl.loggers.Logger) -> None:
+    def __init__(self, logger: pl.loggers.Logger | None = None) -> None:
         self.seconds = 0.0
-        for name in self.METHODS:
+        for name in self.METHODS if logger is not None else ():
             setattr(logger, name, self._timed(getattr(logger, name)))
 
     def _timed(self, method: Callable[..., None]) -> Callable[..., None]:
@@ -90,27 +72,28 @@ class TrackingClock:
 
 class EpochTimer(Callback):
     """Wall time of each training epoch: its body, the whole epoch up to the next one's start, and the
-    part of the whole epoch spent in the logger (``tracking``, when a :class:`TrackingClock` is given)."""
+    part of the whole epoch spent in the trainer's logger (``tracking``)."""
 
-    def __init__(self, clock: TrackingClock | None = None) -> None:
+    def __init__(self) -> None:
         self.body: list[float] = []
         self.whole: list[float] = []
         self.tracking: list[float] = []
-        self._clock = clock
+        self._clock = TrackingClock()
         self._start: float | None = None
         self._tracked_before = 0.0
 
-    def _tracked(self) -> float:
-        return self._clock.seconds if self._clock is not None else 0.0
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self._clock = TrackingClock(trainer.logger)
 
     def _close(self) -> None:
         if self._start is not None:
             self.whole.append(time.perf_counter() - self._start)
-            self.tracking.append(self._tracked() - self._tracked_before)
+            self.tracking.append(self._clock.seconds - self._tracked_before)
+            self._start = None
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._close()
-        self._start, self._tracked_before = time.perf_counter(), self._tracked()
+        self._start, self._tracked_before = time.perf_counter(), self._clock.seconds
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         assert self._start is not None
@@ -118,7 +101,6 @@ class EpochTimer(Callback):
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._close()  # the last epoch's end-of-epoch logging has run by now
-        self._start = None
 
 
 def make_logger(tmp: Path, name: str) -> pl.loggers.Logger:
@@ -157,56 +139,6 @@ def fit_timed(
     system: pl.LightningModule, dm: pl.LightningDataModule, epochs: int, logger: pl.loggers.Logger | bool, root: Path
 ) -> EpochTimer:
     """Fit ``system`` for ``epochs`` epochs and return the epoch times (and the logger's share of them)."""
-    timer = EpochTimer(TrackingClock(logger) if isinstance(logger, pl.loggers.Logger) else None)
+    timer = EpochTimer()
     trainer(epochs, logger, root, [timer]).fit(system, datamodule=dm)
     return timer
-
-
-def plain_epochs(
-    net: nn.Module, loss_of: Callable[[Tensor], Tensor], count: int, epochs: int, seed: int = 0
-) -> list[float]:
-    """Train ``net`` with AdamW for ``epochs`` shuffled epochs of ``loss_of(index)``; seconds per epoch."""
-    optimizer = torch.optim.AdamW(net.parameters(), lr=LR, weight_decay=0.0)
-    generator = torch.Generator().manual_seed(seed)
-    net.train()
-    seconds = []
-    for _ in range(epochs):
-        start = time.perf_counter()
-        order = torch.randperm(count, generator=generator)
-        for begin in range(0, count, BATCH_SIZE):
-            loss = loss_of(order[begin : begin + BATCH_SIZE])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-        seconds.append(time.perf_counter() - start)
-    return seconds
-
-
-def plain_tabular(dm: TabularDataModule, epochs: int, hidden: list[int] = TABULAR_HIDDEN) -> list[float]:
-    """The tabular math without Lightning: same network, same tensors, index slicing per batch."""
-    train = dm.splits["train"]
-    x_num, x_cat, y = train["x_num"], train["x_cat"], train["y"]
-    torch.manual_seed(0)
-    net = TabularNet(dm.n_numeric, dm.cardinalities, dm.n_outputs, hidden, dropout=0.0, norm="none")
-
-    def loss_of(index: Tensor) -> Tensor:
-        return nn.functional.cross_entropy(net(x_num[index], x_cat[index]), y[index])
-
-    return plain_epochs(net, loss_of, len(y), epochs)
-
-
-def plain_series(dm: TimeSeriesDataModule, epochs: int) -> list[float]:
-    """The forecasting math without Lightning: windows gathered from ``unfold`` at the train starts."""
-    assert dm.values is not None
-    width = INPUT_SIZE + HORIZON
-    view = dm.values.unfold(0, width, 1)  # [T - W + 1, C, W], no copy
-    starts = dm.starts["train"]
-    torch.manual_seed(0)
-    net = MLP(INPUT_SIZE * dm.n_channels, SERIES_HIDDEN, HORIZON, dropout=0.0, norm="none")
-
-    def loss_of(index: Tensor) -> Tensor:
-        window = view[starts[index]]  # [B, C, W]
-        x = window[:, :, :INPUT_SIZE].transpose(1, 2).reshape(len(index), -1)  # [B, L, C] -> [B, L*C]
-        return nn.functional.mse_loss(net(x), window[:, 0, INPUT_SIZE:])
-
-    return plain_epochs(net, loss_of, len(starts), epochs)

@@ -6,6 +6,7 @@ import json
 import resource
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +14,11 @@ from bench.context import Context
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmark.py"
 MEMORY_DEFINITION = (
-    "(VmHWM after setup('fit') - VmHWM after imports) / data bytes; VmHWM is the process's own peak RSS "
-    "(/proc/self/status); ru_maxrss values are stored beside it but not used"
+    "(VmHWM after setup('fit') - VmHWM after imports and a warm-up setup on 2,000 rows) / data bytes; VmHWM is "
+    "the process's own peak RSS (/proc/self/status); the warm-up's own growth (first-use costs that do not grow "
+    "with the data: lazy imports, Arrow's memory pool) is stored as the 'imports' mark; ru_maxrss beside it, unused"
 )
+WARM_UP_ROWS = 2_000  # enough for a series split with input 168 + horizon 24 per stretch
 
 
 def memory_mark() -> dict[str, int]:
@@ -23,6 +26,13 @@ def memory_mark() -> dict[str, int]:
     with open("/proc/self/status") as status:
         vmhwm = next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmHWM:"))
     return {"vmhwm_bytes": vmhwm, "ru_maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}
+
+
+def warmed_up(warm_up: Callable[[], None]) -> dict[str, dict[str, int]]:
+    """Marks before (``imports``) and after (``baseline``) ``warm_up()``, a setup on tiny data of the same shape."""
+    imports = memory_mark()
+    warm_up()
+    return {"imports": imports, "baseline": memory_mark()}
 
 
 def growth(marks: dict[str, dict[str, int]]) -> int:
