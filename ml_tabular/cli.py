@@ -15,7 +15,6 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from ml_tabular.commands import COMMANDS
 from ml_tabular.config import AppConfig, MlflowConfig, env_overrides, profile_config
-from ml_tabular.data.io import write_table
 from ml_tabular.errors import AppError
 from ml_tabular.logs import configure_logging
 from ml_tabular.models.base import MLPSystem
@@ -151,6 +150,8 @@ class MLTabularCLI(LightningCLI):
 
     def predict(self, model: pl.LightningModule, datamodule: pl.LightningDataModule, **kwargs: Any) -> None:
         """Run ``trainer.predict`` and write the predictions table to ``--output``."""
+        from ml_tabular.data.io import write_table  # pandas + pyarrow: not needed by --help or fit
+
         kwargs["return_predictions"] = True
         outputs = self.trainer.predict(model, datamodule=datamodule, **kwargs)
         output = Path(self._get(self.config, "output"))
