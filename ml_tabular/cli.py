@@ -110,6 +110,12 @@ class MLTabularCLI(LightningCLI):
             trainer.callbacks.append(RunPlotsCallback())
         return trainer
 
+    def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[pl.Callback]) -> pl.Trainer:
+        """Leave out the ``checkpoint:`` section's callback when the trainer config turns checkpointing off."""
+        if config.get("enable_checkpointing") is False:  # Lightning refuses a ModelCheckpoint beside it
+            callbacks = [c for c in callbacks if not isinstance(c, ModelCheckpoint)]
+        return super()._instantiate_trainer(config, callbacks)
+
     def _progress_bar(self) -> dict[str, Any]:
         """Trainer callbacks with a bar redrawn every few steps, unless the config brings a bar or turns it off."""
         trainer = self._get(self.config_init, "trainer", default={})
