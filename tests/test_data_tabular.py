@@ -293,3 +293,27 @@ def test_split_indices_stratify_integer_classes_in_the_rounded_fractions():
             assert np.sum(strata[index[name]] == k) == round(count * fraction)
     again = split_indices(len(strata), 0.2, 0.1, seed=3, strata=strata)
     assert all(np.array_equal(index[name], again[name]) for name in SPLITS)
+
+
+@pytest.mark.parametrize("name", ["table.csv", "table.parquet"])
+def test_integers_beyond_float64_precision_load_as_numbers(tmp_path, name):
+    frame = pd.DataFrame({"big": [2**60 + i for i in range(40)], "x": np.arange(40.0), "y": [0, 1] * 20})
+    path = tmp_path / name
+    frame.to_csv(path, index=False) if name.endswith(".csv") else frame.to_parquet(path)
+
+    dm = fitted(path, task="classification", drop_columns=[])
+
+    assert dm.preprocessor.numeric_columns == ["big", "x"]
+    assert torch.isfinite(dm.splits["train"]["x_num"]).all()
+
+
+def test_large_integer_ids_with_missing_values_stay_distinct_categories(tmp_path):
+    ids = pd.array([2**60 + i % 4 for i in range(40)], dtype="Int64")
+    ids[::10] = pd.NA
+    frame = pd.DataFrame({"merchant": ids, "x": np.arange(40.0), "y": np.arange(40.0)})
+    frame.to_parquet(tmp_path / "table.parquet")
+
+    dm = fitted(tmp_path / "table.parquet", categorical_columns=["merchant"], drop_columns=[])
+
+    assert dm.preprocessor.vocabularies["merchant"] == [str(2**60 + i) for i in range(4)]
+    assert dm.cardinalities == [5]  # four ids and the missing/unseen code

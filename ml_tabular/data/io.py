@@ -22,6 +22,16 @@ from ml_tabular.errors import DataError
 
 SUFFIXES = (".csv", ".parquet", ".pq")
 TABLE_HEAD_ROWS = 100  # first rows kept as read, describing a table (schema, example)
+_NULLABLE_INTEGERS = {
+    pa.int8(): pd.Int8Dtype(),
+    pa.int16(): pd.Int16Dtype(),
+    pa.int32(): pd.Int32Dtype(),
+    pa.int64(): pd.Int64Dtype(),
+    pa.uint8(): pd.UInt8Dtype(),
+    pa.uint16(): pd.UInt16Dtype(),
+    pa.uint32(): pd.UInt32Dtype(),
+    pa.uint64(): pd.UInt64Dtype(),
+}
 
 
 def _check_suffix(path: Path, key: str) -> None:
@@ -145,7 +155,9 @@ class TableFile:
         return self._csv.num_rows if self._csv is not None else self._parquet.metadata.num_rows
 
     def __getitem__(self, column: str) -> pd.Series:
-        return self.column(column).to_pandas().rename(column)
+        values = self.column(column)
+        # integers with missing values as pandas' nullable integers: float64 would merge ids above 2**53
+        return values.to_pandas(types_mapper=_NULLABLE_INTEGERS.get if values.null_count else None).rename(column)
 
     def column(self, column: str) -> pa.ChunkedArray:
         """``column`` as Arrow."""
@@ -191,7 +203,8 @@ def series_numbers(series: pd.Series, column: str, path: str | Path) -> np.ndarr
 def _arrow_values(values: pa.ChunkedArray, column: str, path: str | Path) -> np.ndarray:
     """Arrow ``values`` of ``column`` as float64 (nulls -> NaN); text raises a :class:`DataError`."""
     if pa.types.is_integer(values.type) or pa.types.is_floating(values.type) or pa.types.is_boolean(values.type):
-        return pc.cast(values, pa.float64()).to_numpy(zero_copy_only=False)
+        # unsafe: an integer above 2**53 (an id, a time in ns) is rounded, as float64 does, instead of raising
+        return pc.cast(values, pa.float64(), safe=False).to_numpy(zero_copy_only=False)
     return series_numbers(values.to_pandas(), column, path)
 
 
