@@ -351,3 +351,52 @@ def test_model_trains_on_the_chosen_loss(loss, reference):
     torch.testing.assert_close(target, batch["y"].reshape(-1) * 2.0 + 10.0)  # metrics on the original scale
     torch.testing.assert_close(model.predict_step(batch, 0), out * 2.0 + 10.0)
     assert preds.shape == (24,)
+
+
+def test_text_timestamps_read_alike_in_chunks_of_different_precision(tmp_path, monkeypatch):
+    frame = ramp(50)
+    text = frame["timestamp"].dt.strftime("%Y/%m/%d %H:%M:%S.000000")  # not ISO: pandas parses it, chunk by chunk
+    frame["timestamp"] = text.where(text.index != 20, text + "001")  # nanosecond digits in one chunk only
+    whole = fitted(write(frame, tmp_path))
+    for module in (series, timeseries):
+        monkeypatch.setattr(module, "CHUNK_ROWS", 7)
+
+    chunked = fitted(write(frame, tmp_path))
+
+    assert {s: len(chunked.starts[s]) for s in SPLITS} == {s: len(whole.starts[s]) for s in SPLITS}
+    assert len(chunked.starts["train"]) == 30 - WIDTH + 1 - WIDTH  # row 20 is 1 ns off the grid: 6 windows lost
+
+
+@pytest.mark.parametrize("style", ["%Y-%m-%dT%H:%M:%S%z", "%Y/%m/%d %H:%M:%S%z"])  # read by Arrow / by pandas
+def test_timestamps_with_daylight_saving_offsets_are_one_hourly_grid(tmp_path, style):
+    frame = ramp(50)
+    local = pd.date_range("2024-03-30 12:00", periods=50, freq="h", tz="Europe/Paris")  # +01:00, then +02:00
+    frame["timestamp"] = local.strftime(style)
+
+    dm = fitted(write(frame, tmp_path))
+
+    assert {s: len(dm.starts[s]) for s in SPLITS} == {"train": 25, "val": 5, "test": 5}  # no gap at the change
+    assert dm.predict_dataloader() and dm.forecast_index["timestamp"].iloc[0] == local[-1].tz_convert(
+        None
+    ) + pd.Timedelta("1h")
+
+
+def test_category_series_ids_with_a_missing_id_are_three_series(tmp_path):
+    frame = pd.concat([ramp(30).assign(store=store) for store in ("b", "a", None)], ignore_index=True)
+    path = tmp_path / "series.parquet"
+    frame.assign(store=frame["store"].astype("category")).to_parquet(path)  # a dictionary column with nulls
+
+    dm = fitted(str(path), series_id_column="store")
+
+    forecast = dm.predict_dataloader() and dm.forecast_index
+    assert forecast["series_id"].isna().sum() == HORIZON
+    assert sorted(forecast["series_id"].dropna().unique()) == ["a", "b"]
+
+
+def test_predict_with_one_input_step_ignores_gaps_before_it(tmp_path):
+    frame = ramp(50)
+    frame.loc[10:, "timestamp"] += pd.Timedelta("30min")  # one irregular step early in the series
+
+    dm = fitted(write(frame, tmp_path), input_size=1, horizon=1)
+
+    assert next(iter(dm.predict_dataloader()))["x"].shape == (1, 1, 1)

@@ -93,6 +93,8 @@ def _gaps(stamps: np.ndarray, step: int) -> tuple[np.ndarray, int]:
 
 def _codes(ids: pa.ChunkedArray, labels: dict[Any, int]) -> np.ndarray:
     """``[N]`` int32 code of each id, numbering ids in order of first sight (``labels``: id -> code, grown)."""
+    if pa.types.is_dictionary(ids.type):  # a pandas category column: dictionary_encode would return it as it is
+        ids = pc.cast(ids, ids.type.value_type)
     encoded = pc.dictionary_encode(ids.combine_chunks(), null_encoding="encode")
     codes = [labels.setdefault(label, len(labels)) for label in encoded.dictionary.to_pylist()]
     return np.array(codes, dtype=np.int32)[encoded.indices.to_numpy()]
@@ -173,14 +175,20 @@ def _timestamps(table: pa.Table, column_name: str, path: str) -> pd.DatetimeInde
     if pa.types.is_timestamp(column.type) or pa.types.is_date(column.type):
         return pd.DatetimeIndex(column.to_numpy(zero_copy_only=False))
     raw = column.to_pandas()
-    stamps = pd.to_datetime(raw, errors="coerce", format="mixed")
+    try:
+        stamps = pd.to_datetime(raw, errors="coerce", format="mixed")
+    except ValueError:  # offsets that differ within the batch, as daylight saving time makes them
+        stamps = pd.to_datetime(raw, errors="coerce", format="mixed", utc=True)
     if stamps.isna().any():
         bad = raw[stamps.isna()].astype(str).unique()[:3].tolist()
         raise DataError(
             f"timestamp column '{column_name}' in '{path}' has values that are not dates/times: {bad}. "
             "Fix those rows or point data.init_args.timestamp_column at the right column."
         )
-    return pd.DatetimeIndex(stamps)
+    index = pd.DatetimeIndex(stamps)
+    if index.tz is not None:  # instants in UTC without a zone, as Arrow reads ISO text with offsets
+        index = index.tz_convert("UTC").tz_localize(None)
+    return index.as_unit("ns")  # pandas picks the unit from the text; every batch must share one
 
 
 def _series(rows: _Rows, begin: int, end: int, path: str) -> Series:

@@ -317,7 +317,7 @@ class TimeSeriesDataModule(pl.LightningDataModule):
         for item in series:
             self._check_length(item, self.input_size, "a forecast (one input window)")
             last = item.values[-self.input_size :]
-            if np.isnan(last).any() or item.breaks[-self.input_size + 1 :].any():
+            if np.isnan(last).any() or item.breaks[len(item.breaks) - self.input_size + 1 :].any():
                 raise DataError(
                     f"the last {self.input_size} steps of {self._name(item)} in '{path}' have missing "
                     "values or a gap; a forecast needs a complete input window."
