@@ -400,3 +400,32 @@ def test_predict_with_one_input_step_ignores_gaps_before_it(tmp_path):
     dm = fitted(write(frame, tmp_path), input_size=1, horizon=1)
 
     assert next(iter(dm.predict_dataloader()))["x"].shape == (1, 1, 1)
+
+
+def test_day_first_text_dates_are_read_day_first_when_only_that_reads_them_all(tmp_path):
+    frame = ramp(50)
+    days = pd.date_range("2024-03-01", periods=50, freq="D")
+    frame["timestamp"] = days.strftime("%d/%m/%Y")  # 01/03/2024 first: pandas alone would guess month first
+
+    dm = fitted(write(frame, tmp_path))
+
+    assert {s: len(dm.starts[s]) for s in SPLITS} == {"train": 25, "val": 5, "test": 5}  # no gap, no reordering
+    assert dm.predict_dataloader() and dm.forecast_index["timestamp"].iloc[0] == days[-1] + pd.Timedelta("1D")
+
+
+def test_timestamp_format_reads_dates_that_fit_either_way_as_given(tmp_path):
+    frame = ramp(50)
+    stamps = pd.date_range("2024-03-01", periods=50, freq="h")  # days 1 and 2 only: day/month fit either way
+    frame["timestamp"] = stamps.strftime("%d/%m/%Y %H:%M")
+
+    dm = fitted(write(frame, tmp_path), timestamp_format="%d/%m/%Y %H:%M")
+
+    assert dm.predict_dataloader() and dm.forecast_index["timestamp"].iloc[0] == stamps[-1] + pd.Timedelta("1h")
+
+
+def test_text_that_does_not_fit_the_format_names_the_format_and_the_key(tmp_path):
+    frame = ramp(50)
+    frame["timestamp"] = pd.date_range("2024-03-01", periods=50, freq="D").strftime("%d/%m/%Y")
+
+    with pytest.raises(DataError, match=r"format '%m/%d/%Y'.*'13/03/2024'.*data.init_args.timestamp_format"):
+        fitted(write(frame, tmp_path), timestamp_format="%m/%d/%Y")

@@ -7,6 +7,7 @@ series: reading holds about one copy of the columns used (int64 times, float32 v
 from __future__ import annotations
 
 import itertools
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,12 +15,14 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+from pandas.tseries.api import guess_datetime_format
 
 from ml_tabular.data.io import TABLE_HEAD_ROWS, arrow_numbers, read_batches
 from ml_tabular.errors import DataError
 
 CHUNK_ROWS = 1 << 16  # rows read, compared or scaled at a time
 SINGLE_SERIES = "__series__"
+DAY_MONTH_SWAP = {"%d": "%m", "%m": "%d"}
 
 
 @dataclass
@@ -131,20 +134,32 @@ def _group_bounds(codes: np.ndarray | None, n_rows: int) -> list[tuple[int, int]
 
 
 def read_series(
-    path: str, key: str, timestamp_column: str, value_columns: list[str], series_id_column: str | None
+    path: str,
+    key: str,
+    timestamp_column: str,
+    value_columns: list[str],
+    series_id_column: str | None,
+    timestamp_format: str | None = None,
 ) -> SeriesTable:
     """Read ``path`` batch by batch into arrays, sort it by (series, time) and cut it into series.
 
-    A repeated timestamp within a series and a timestamp that is not a date/time raise a :class:`DataError`.
+    Text timestamps are read with ``timestamp_format`` (a strptime format), else with the format settled on the
+    first batch (see :func:`_text_format`). A repeated timestamp within a series and a timestamp that is not a
+    date/time raise a :class:`DataError`.
     """
-    rows, head = _read_rows(path, key, timestamp_column, value_columns, series_id_column)
+    rows, head = _read_rows(path, key, timestamp_column, value_columns, series_id_column, timestamp_format)
     rows.sort()
     bounds = _group_bounds(rows.codes, len(rows.values))
     return SeriesTable(rows.values, [_series(rows, begin, end, path) for begin, end in bounds], head)
 
 
 def _read_rows(
-    path: str, key: str, timestamp_column: str, value_columns: list[str], series_id_column: str | None
+    path: str,
+    key: str,
+    timestamp_column: str,
+    value_columns: list[str],
+    series_id_column: str | None,
+    timestamp_format: str | None,
 ) -> tuple[_Rows, pd.DataFrame]:
     """The rows in file order, in preallocated arrays, and the first ``TABLE_HEAD_ROWS`` rows as read."""
     id_columns = [series_id_column] if series_id_column else []
@@ -156,7 +171,7 @@ def _read_rows(
     begin = 0
     for batch in batches:
         table, end = pa.Table.from_batches([batch]), begin + batch.num_rows
-        stamps = _timestamps(table, timestamp_column, path)
+        stamps, timestamp_format = _timestamps(table, timestamp_column, path, timestamp_format)
         rows.stamps[begin:end], rows.time_type = stamps.asi8, stamps.dtype
         for i, column in enumerate(value_columns):
             values[begin:end, i] = arrow_numbers(table, column, path)
@@ -170,25 +185,48 @@ def _read_rows(
     return rows, pa.concat_tables(head).to_pandas()
 
 
-def _timestamps(table: pa.Table, column_name: str, path: str) -> pd.DatetimeIndex:
+def _timestamps(
+    table: pa.Table, column_name: str, path: str, text_format: str | None
+) -> tuple[pd.DatetimeIndex, str | None]:
+    """The batch's timestamps (ns, no zone: times with an offset become UTC), and the format text was read with."""
     column = table.column(column_name)
     if pa.types.is_timestamp(column.type) or pa.types.is_date(column.type):
-        return pd.DatetimeIndex(column.to_numpy(zero_copy_only=False))
+        return pd.DatetimeIndex(column.to_numpy(zero_copy_only=False)), text_format
     raw = column.to_pandas()
-    try:
-        stamps = pd.to_datetime(raw, errors="coerce", format="mixed")
-    except ValueError:  # offsets that differ within the batch, as daylight saving time makes them
-        stamps = pd.to_datetime(raw, errors="coerce", format="mixed", utc=True)
+    text_format = text_format or _text_format(raw)
+    stamps = _to_datetime(raw, text_format)
     if stamps.isna().any():
         bad = raw[stamps.isna()].astype(str).unique()[:3].tolist()
         raise DataError(
-            f"timestamp column '{column_name}' in '{path}' has values that are not dates/times: {bad}. "
-            "Fix those rows or point data.init_args.timestamp_column at the right column."
+            f"timestamp column '{column_name}' in '{path}' has values that are not dates/times in the format "
+            f"'{text_format}': {bad}. Fix those rows, set data.init_args.timestamp_format (a strptime format such "
+            "as '%d/%m/%Y %H:%M'), or point data.init_args.timestamp_column at the right column."
         )
     index = pd.DatetimeIndex(stamps)
     if index.tz is not None:  # instants in UTC without a zone, as Arrow reads ISO text with offsets
         index = index.tz_convert("UTC").tz_localize(None)
-    return index.as_unit("ns")  # pandas picks the unit from the text; every batch must share one
+    return index.as_unit("ns"), text_format  # pandas picks the unit from the text; every batch must share one
+
+
+def _to_datetime(raw: pd.Series, text_format: str) -> pd.Series:
+    """``raw`` text parsed with ``text_format`` (NaT where it does not fit)."""
+    try:
+        return pd.to_datetime(raw, errors="coerce", format=text_format)
+    except ValueError:  # offsets that differ, as daylight saving time makes them
+        return pd.to_datetime(raw, errors="coerce", format=text_format, utc=True)
+
+
+def _text_format(raw: pd.Series) -> str:
+    """The one format all of ``raw`` is read with: pandas' guess from the first value, or the guess with day
+    and month swapped when only that reads every value (``01/03`` first, ``13/03`` later: day first), else
+    ``mixed`` (each value guessed alone). Reading each value alone would take ``03/04`` as March 4 and
+    ``13/04`` as April 13 in one column."""
+    guess = guess_datetime_format(str(raw.iloc[0]))
+    swapped = guess and re.sub("%[dm]", lambda code: DAY_MONTH_SWAP[code.group()], guess)
+    for candidate in (guess, swapped):
+        if candidate and _to_datetime(raw, candidate).notna().all():
+            return candidate
+    return "mixed"
 
 
 def _series(rows: _Rows, begin: int, end: int, path: str) -> Series:

@@ -84,7 +84,9 @@ class TimeSeriesDataModule(pl.LightningDataModule):
     Args:
         path: CSV or Parquet file in long format: one row per (series, timestamp).
         target: Column to forecast.
-        timestamp_column: Column with the time of each row (parsed with pandas).
+        timestamp_column: Column with the time of each row: dates/times as stored, ISO 8601 text, or other text.
+        timestamp_format: strptime format of a text timestamp column (e.g. ``%d/%m/%Y %H:%M``); ``null``: the
+            format pandas guesses from the first value (day first if only that reads every value).
         feature_columns: Past covariates fed to the model beside the target (``null`` for none).
         series_id_column: Column naming the series of each row, for several series in one table.
         input_size: Past steps the model sees.
@@ -103,6 +105,7 @@ class TimeSeriesDataModule(pl.LightningDataModule):
         path: str,
         target: str,
         timestamp_column: str = "timestamp",
+        timestamp_format: str | None = None,
         feature_columns: list[str] | None = None,
         series_id_column: str | None = None,
         input_size: int = 48,
@@ -125,6 +128,7 @@ class TimeSeriesDataModule(pl.LightningDataModule):
         self.path = path
         self.target = target
         self.timestamp_column = timestamp_column
+        self.timestamp_format = timestamp_format
         self.feature_columns = feature_columns or []
         self.series_id_column = series_id_column
         self.input_size = input_size
@@ -183,7 +187,9 @@ class TimeSeriesDataModule(pl.LightningDataModule):
         for setting, columns in settings.items():
             require_columns(names, columns, f"data.init_args.{setting}", path)
         value_columns = [self.target, *self.feature_columns]
-        table = read_series(path, key, self.timestamp_column, value_columns, self.series_id_column)
+        table = read_series(
+            path, key, self.timestamp_column, value_columns, self.series_id_column, self.timestamp_format
+        )
         if path == self.path:
             self.table_head, self.table_rows = table.head, len(table.values)
         return table
