@@ -413,6 +413,17 @@ def test_day_first_text_dates_are_read_day_first_when_only_that_reads_them_all(t
     assert dm.predict_dataloader() and dm.forecast_index["timestamp"].iloc[0] == days[-1] + pd.Timedelta("1D")
 
 
+def test_predict_reads_text_dates_in_the_format_settled_on_the_training_file(tmp_path):
+    frame = ramp(50)
+    frame["timestamp"] = pd.date_range("2024-03-01", periods=50, freq="D").strftime("%d/%m/%Y")  # day first
+    recent = ramp(10)
+    days = pd.date_range("2024-05-01", periods=10, freq="D")  # days 1-10 only: day/month fit either way
+    recent["timestamp"] = days.strftime("%d/%m/%Y")
+    dm = fitted(write(frame, tmp_path), predict_path=write(recent, tmp_path, "recent.csv"))
+
+    assert dm.predict_dataloader() and dm.forecast_index["timestamp"].iloc[0] == days[-1] + pd.Timedelta("1D")
+
+
 def test_timestamp_format_reads_dates_that_fit_either_way_as_given(tmp_path):
     frame = ramp(50)
     stamps = pd.date_range("2024-03-01", periods=50, freq="h")  # days 1 and 2 only: day/month fit either way

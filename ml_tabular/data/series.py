@@ -39,11 +39,13 @@ class Series:
 @dataclass
 class SeriesTable:
     """A long table read as series: raw values ``[N, 1 + F]`` (float32, all series end to end in (series,
-    time) order), each series (views into them) and the first rows as read."""
+    time) order), each series (views into them), the first rows as read, and the format its text timestamps
+    were read with (``None``: stored dates/times)."""
 
     values: np.ndarray
     series: list[Series]
     head: pd.DataFrame
+    text_format: str | None = None
 
 
 @dataclass
@@ -55,6 +57,7 @@ class _Rows:
     values: np.ndarray
     codes: np.ndarray | None
     time_type: Any = None
+    text_format: str | None = None
     ids: list[Any] = field(default_factory=list)
 
     def time(self, row: int) -> pd.Timestamp:
@@ -150,7 +153,8 @@ def read_series(
     rows, head = _read_rows(path, key, timestamp_column, value_columns, series_id_column, timestamp_format)
     rows.sort()
     bounds = _group_bounds(rows.codes, len(rows.values))
-    return SeriesTable(rows.values, [_series(rows, begin, end, path) for begin, end in bounds], head)
+    series = [_series(rows, begin, end, path) for begin, end in bounds]
+    return SeriesTable(rows.values, series, head, rows.text_format)
 
 
 def _read_rows(
@@ -165,13 +169,14 @@ def _read_rows(
     id_columns = [series_id_column] if series_id_column else []
     n_rows, batches = read_batches(path, key, [timestamp_column, *value_columns, *id_columns], CHUNK_ROWS)
     values = np.empty((n_rows, len(value_columns)), dtype=np.float32)
-    rows = _Rows(np.empty(n_rows, dtype=np.int64), values, np.empty(n_rows, dtype=np.int32) if id_columns else None)
+    codes = np.empty(n_rows, dtype=np.int32) if id_columns else None
+    rows = _Rows(np.empty(n_rows, dtype=np.int64), values, codes, text_format=timestamp_format)
     labels: dict[Any, int] = {}
     head: list[pa.Table] = []
     begin = 0
     for batch in batches:
         table, end = pa.Table.from_batches([batch]), begin + batch.num_rows
-        stamps, timestamp_format = _timestamps(table, timestamp_column, path, timestamp_format)
+        stamps, rows.text_format = _timestamps(table, timestamp_column, path, rows.text_format)
         rows.stamps[begin:end], rows.time_type = stamps.asi8, stamps.dtype
         for i, column in enumerate(value_columns):
             values[begin:end, i] = arrow_numbers(table, column, path)
@@ -188,7 +193,7 @@ def _read_rows(
 def _timestamps(
     table: pa.Table, column_name: str, path: str, text_format: str | None
 ) -> tuple[pd.DatetimeIndex, str | None]:
-    """The batch's timestamps (ns, no zone: times with an offset become UTC), and the format text was read with."""
+    """The batch's timestamps (no zone: times with an offset become UTC) and the format text was read with."""
     column = table.column(column_name)
     if pa.types.is_timestamp(column.type) or pa.types.is_date(column.type):
         return pd.DatetimeIndex(column.to_numpy(zero_copy_only=False)), text_format

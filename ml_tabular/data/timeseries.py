@@ -146,6 +146,7 @@ class TimeSeriesDataModule(pl.LightningDataModule):
         self.forecast_index: pd.DataFrame | None = None  # what each predicted row is (set by predict)
         self.table_head: pd.DataFrame | None = None  # first raw rows, describing the table (schema, example)
         self.table_rows = 0
+        self._text_format: str | None = None  # the format the training file's text timestamps were read with
 
     # ----- facts the model needs (linked by the CLI) -----
     @property
@@ -187,11 +188,10 @@ class TimeSeriesDataModule(pl.LightningDataModule):
         for setting, columns in settings.items():
             require_columns(names, columns, f"data.init_args.{setting}", path)
         value_columns = [self.target, *self.feature_columns]
-        table = read_series(
-            path, key, self.timestamp_column, value_columns, self.series_id_column, self.timestamp_format
-        )
+        text_format = self.timestamp_format or self._text_format  # predict reads text as training did
+        table = read_series(path, key, self.timestamp_column, value_columns, self.series_id_column, text_format)
         if path == self.path:
-            self.table_head, self.table_rows = table.head, len(table.values)
+            self.table_head, self.table_rows, self._text_format = table.head, len(table.values), table.text_format
         return table
 
     def _name(self, item: Series) -> str:
