@@ -9,7 +9,7 @@ from bench.context import Context
 from bench.data import in_subprocess, write_series_file
 from bench.results import Measurement, Results, Target
 from bench.systems import series_datamodule
-from bench.workers import MEMORY_DEFINITION, WARM_UP_ROWS, growth, memory_mark, run_worker, warmed_up
+from bench.workers import MEMORY_DEFINITION, growth, memory_mark, run_worker, warmed_up
 
 SERIES_BYTES_PER_POINT = 16  # what the DataModule reads: an int64 timestamp and a float64 value
 
@@ -46,8 +46,6 @@ def series_memory(ctx: Context) -> Results:
 
 def worker_series_memory(spec: dict[str, Any]) -> dict[str, Any]:
     """Peak memory of building a ``TimeSeriesDataModule`` and calling ``setup("fit")``, after a warm-up."""
-    tiny = Path(spec["path"]).with_name("warm_up_series.parquet")
-    write_series_file(tiny, WARM_UP_ROWS)
-    marks = warmed_up(lambda: series_datamodule(tiny).setup("fit"))
+    marks = warmed_up(Path(spec["path"]), write_series_file, series_datamodule)
     series_datamodule(Path(spec["path"])).setup("fit")
     return {**marks, "peak": memory_mark()}

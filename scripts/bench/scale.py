@@ -10,7 +10,7 @@ from bench.context import Context
 from bench.data import N_FEATURES, in_subprocess, write_table_file
 from bench.results import Measurement, Results, Target
 from bench.systems import fit_timed, make_logger, tabular_datamodule, tabular_system, trainer
-from bench.workers import MEMORY_DEFINITION, WARM_UP_ROWS, growth, memory_mark, run_worker, warmed_up
+from bench.workers import MEMORY_DEFINITION, growth, memory_mark, run_worker, warmed_up
 
 SCALE_MAX_TIMED_ROWS = 1_000_000  # above this, one timed epoch is enough
 WARMUP_BATCHES = 20  # a scale point warms up with a short fit instead of a whole (maybe 10M-row) epoch
@@ -63,9 +63,7 @@ def scale(ctx: Context) -> Results:
 
 def worker_tabular_scale(spec: dict[str, Any]) -> dict[str, Any]:
     """Peak memory of loading + ``setup("fit")`` of one table (after a warm-up), then the tracked training rate."""
-    tiny = Path(spec["path"]).with_name("warm_up_table.parquet")
-    write_table_file(tiny, WARM_UP_ROWS)
-    memory = warmed_up(lambda: tabular_datamodule(tiny).setup("fit"))
+    memory = warmed_up(Path(spec["path"]), write_table_file, tabular_datamodule)
     dm = tabular_datamodule(Path(spec["path"]))
     dm.setup("fit")
     memory["peak"] = memory_mark()

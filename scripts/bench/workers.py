@@ -28,10 +28,15 @@ def memory_mark() -> dict[str, int]:
     return {"vmhwm_bytes": vmhwm, "ru_maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}
 
 
-def warmed_up(warm_up: Callable[[], None]) -> dict[str, dict[str, int]]:
-    """Marks before (``imports``) and after (``baseline``) ``warm_up()``, a setup on tiny data of the same shape."""
+def warmed_up(
+    path: Path, write: Callable[[Path, int], None], datamodule: Callable[[Path], Any]
+) -> dict[str, dict[str, int]]:
+    """Marks before (``imports``) and after (``baseline``) a warm-up: ``datamodule(tiny).setup("fit")`` on a
+    ``WARM_UP_ROWS`` file that ``write`` makes beside ``path``, the same shape as the data measured."""
+    tiny = path.with_name(f"warm_up_{path.name}")
+    write(tiny, WARM_UP_ROWS)
     imports = memory_mark()
-    warm_up()
+    datamodule(tiny).setup("fit")
     return {"imports": imports, "baseline": memory_mark()}
 
 
