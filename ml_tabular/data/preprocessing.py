@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import torch
 
 from ml_tabular.data.io import TableLike, numeric_values, series_numbers
@@ -50,14 +52,48 @@ def _moments(values: np.ndarray) -> tuple[float, float, bool]:
     return mean, _nonzero(std), has_missing
 
 
-def _as_labels(series: pd.Series) -> pd.Series:
-    """Category labels as strings, missing values kept as NA (so ``1`` and ``1.0`` read alike)."""
-    labels = series.astype("string")
-    if pd.api.types.is_float_dtype(series):
-        whole = series.dropna()
-        if (whole == whole.round()).all():
-            labels = series.astype("Int64").astype("string")
-    return labels
+def _float_labels(values: pd.Series) -> pd.Series:
+    """Labels of floats: a whole number as its integer text (``1.0`` -> ``"1"``), any other as pandas writes it.
+
+    Each value is labelled on its own, so a value reads the same whatever other values its column holds.
+    """
+    numbers = values.to_numpy(dtype=np.float64, na_value=np.nan)
+    whole = np.isfinite(numbers)
+    whole[whole] = numbers[whole] == np.trunc(numbers[whole])
+    fits = whole & (np.abs(numbers) < 2.0**63)
+    # Arrow writes int64 as text in one pass, ~10x faster than numpy's str: millions of distinct ids add up
+    labels = pc.cast(pa.array(np.where(fits, numbers, 0.0).astype(np.int64)), pa.string())
+    if not fits.all():
+        others = values[~fits].astype("string").to_numpy(dtype=object, na_value=None)  # 2.5, inf, NA; float32 as such
+        beyond = whole[~fits]  # whole but past int64 (1e20): exact text from Python ints, not "1e+20"
+        others[beyond] = [str(int(number)) for number in numbers[~fits][beyond]]
+        labels = pc.replace_with_mask(labels, pa.array(~fits), pa.array(others, pa.string()))
+    return pd.Series(pd.array(labels, dtype="string"), index=values.index)
+
+
+def _object_label(value: Any) -> str:
+    """One value of a mixed column as a label: a whole float as its integer text, anything else as ``str``."""
+    if isinstance(value, float | np.floating) and np.isfinite(value) and float(value).is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _as_labels(values: pd.Series) -> pd.Series:
+    """Category labels of ``values`` as strings, missing kept as NA, each value canonicalised on its own.
+
+    Numbers read alike whatever their dtype: ``1`` and ``1.0`` both give ``"1"``, and a non-whole float
+    keeps its shortest text (``"2.5"``). Text is kept as typed (``"1.0"`` stays ``"1.0"``): a text
+    column's labels are the user's words, not numbers to reformat. Booleans give ``"True"``/``"False"``.
+    Meant for the distinct values of a column (see ``_distinct_labels``): a float or text column costs
+    one vectorised pass, a mixed (object) column one Python call per value.
+    """
+    if isinstance(values.dtype, pd.CategoricalDtype):  # a dictionary-encoded Parquet column: label its values
+        values = values.astype(values.dtype.categories.dtype)
+    if pd.api.types.is_float_dtype(values):
+        return _float_labels(values)
+    if values.dtype == object:
+        return values.map(_object_label, na_action="ignore").astype("string")
+    return values.astype("string")
 
 
 def _distinct_labels(series: pd.Series) -> tuple[np.ndarray, pd.Series]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from importlib.metadata import version
 from typing import Any, ClassVar
 
 import lightning.pytorch as pl
@@ -9,8 +10,31 @@ import torch
 from torch import Tensor, nn
 from torchmetrics import MeanMetric, MetricCollection
 
+from ml_tabular.checkpoint import MARKER_KEY, class_path
+from ml_tabular.errors import ModelError
+
 Batch = dict[str, Tensor]
 STAGES = ("train", "val", "test")
+
+
+def check_hparams(
+    hidden_dims: list[int], dropout: float, lr: float, weight_decay: float, embedding_dims: list[int] | None = None
+) -> None:
+    """Raise a one-line :class:`ModelError` naming the first out-of-range hyperparameter.
+
+    Checked here, before any layer is built, so a bad value on the command line reads as the key to fix
+    instead of a torch traceback. The comparisons are written so that NaN fails them too.
+    """
+    rules = {
+        "dropout": (0 <= dropout < 1, "must be in [0, 1)", dropout),
+        "hidden_dims": (all(d >= 1 for d in hidden_dims), "entries must be >= 1", hidden_dims),
+        "embedding_dims": (all(d >= 1 for d in embedding_dims or []), "entries must be >= 1", embedding_dims),
+        "lr": (lr > 0, "must be > 0", lr),
+        "weight_decay": (weight_decay >= 0, "must be >= 0", weight_decay),
+    }
+    for key, (ok, rule, value) in rules.items():
+        if not ok:
+            raise ModelError(f"model.init_args.{key} {rule}, got {value}.")
 
 
 def batch_size(batch: Batch) -> int:
@@ -100,9 +124,15 @@ class MLPSystem(pl.LightningModule):
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
 
-    # The torch RNG (dropout) travels in the checkpoint so a resumed run continues bit-identically.
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Add the torch RNG (dropout), so a resumed run continues bit-identically, and what made the checkpoint."""
         checkpoint["torch_rng_state"] = torch.get_rng_state()
+        data = self.trainer.datamodule
+        checkpoint[MARKER_KEY] = {
+            "model_class": class_path(type(self)),
+            "data_class": None if data is None else class_path(type(data)),
+            "version": version("ml_tabular"),
+        }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if "torch_rng_state" in checkpoint:

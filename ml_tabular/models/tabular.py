@@ -16,7 +16,7 @@ from torchmetrics import (
 )
 
 from ml_tabular.errors import ModelError
-from ml_tabular.models.base import Batch, MLPSystem
+from ml_tabular.models.base import Batch, MLPSystem, check_hparams
 from ml_tabular.nn import TabularNet
 
 
@@ -76,6 +76,7 @@ class TabularMLP(MLPSystem):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        check_hparams(hidden_dims, dropout, lr, weight_decay, embedding_dims)
         cardinalities = cardinalities or []
         if task == "classification" and n_outputs < 2:
             raise ModelError(f"classification needs n_outputs >= 2 classes, got {n_outputs}.")

@@ -13,7 +13,7 @@ from torchmetrics import (
     SymmetricMeanAbsolutePercentageError,
 )
 
-from ml_tabular.models.base import Batch, MLPSystem
+from ml_tabular.models.base import Batch, MLPSystem, check_hparams
 from ml_tabular.nn import MLP
 
 _LOSSES: dict[str, type[nn.Module]] = {"mse": nn.MSELoss, "mae": nn.L1Loss, "huber": nn.HuberLoss}
@@ -71,6 +71,7 @@ class TimeSeriesMLP(MLPSystem):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        check_hparams(hidden_dims, dropout, lr, weight_decay)
         self.net = MLP(input_size * n_channels, hidden_dims, horizon, dropout, norm, activation)
         self.loss_fn = _LOSSES[loss]()
         metrics = MetricCollection(
