@@ -7,17 +7,20 @@ import logging
 import sys
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import lightning.pytorch as pl
+from jsonargparse import Namespace
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar, TQDMProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
+from ml_tabular.checkpoint import CheckpointInfo, read_checkpoint, with_last_epoch_checkpoints
 from ml_tabular.commands import COMMANDS
 from ml_tabular.config import AppConfig, MlflowConfig, env_overrides, profile_config
-from ml_tabular.errors import AppError
+from ml_tabular.errors import AppError, ConfigError
 from ml_tabular.logs import configure_logging
 from ml_tabular.models.base import MLPSystem
+from ml_tabular.signals import interrupted_exit_code, stop_on_signals
 
 # DataModule property -> model init arg, linked when both sides have it
 DATA_TO_MODEL_LINKS = {
@@ -33,7 +36,21 @@ DATA_TO_MODEL_LINKS = {
     "mase_scale": "mase_scale",
 }
 TRACKED_SUBCOMMANDS = ("fit", "test")
+CHECKPOINT_SUBCOMMANDS = ("validate", "test", "predict")  # these use a trained model: --ckpt_path is required
+LIGHTNING_CKPT_NAMES = ("last", "best", "hpc", "registry")  # Lightning resolves these itself
 PROGRESS_BAR_REFRESH_STEPS = 20  # Lightning's default bar redraws every step: ~3 % of a small model's step
+
+
+class MLTabularArgumentParser(LightningArgumentParser):
+    """Reports a config mistake as one line and a pointer to ``--help``, not the whole usage."""
+
+    def error(self, message: str, ex: Exception | None = None) -> NoReturn:
+        if not self.exit_on_error:
+            super().error(message, ex)
+        parser = getattr(ex, "subcommand_parser", None) or self
+        prog = parser.prog.replace(" [options]", "")
+        sys.stderr.write(f"ml_tabular: error: {message.strip()}\nSee: {prog} --help\n")
+        raise SystemExit(2)
 
 
 class MLTabularCLI(LightningCLI):
@@ -43,12 +60,15 @@ class MLTabularCLI(LightningCLI):
         from ml_tabular.mlops.save_config import LoggerSaveConfigCallback
 
         self.profile = profile_config()
+        self.checkpoint: CheckpointInfo | None = None  # the --ckpt_path, read and checked at parse time
+        self.data_state: dict[str, Any] | None = None  # the DataModule state it holds
         super().__init__(
             model_class=MLPSystem,
             subclass_mode_model=True,
             datamodule_class=pl.LightningDataModule,
             subclass_mode_data=True,
             save_config_callback=LoggerSaveConfigCallback,
+            parser_class=MLTabularArgumentParser,
             parser_kwargs={"epilog": "other commands: " + ", ".join(f"ml_tabular {c}" for c in COMMANDS)},
             auto_configure_optimizers=False,
             args=args,
@@ -81,6 +101,32 @@ class MLTabularCLI(LightningCLI):
                 if not any(a == f"--{section}.{key}" or a.startswith(f"--{section}.{key}=") for a in argv)
             ]
         self.config = parser.parse_args(argv)
+        subcommand = self.config.get("subcommand")
+        if subcommand:
+            self._check_trainer(self.config[subcommand])
+            self._read_checkpoint(subcommand, self.config[subcommand], argv)
+
+    def _check_trainer(self, config: Namespace) -> None:
+        max_epochs = config["trainer"].get("max_epochs")
+        if max_epochs is not None and max_epochs < -1:
+            raise ConfigError(f"trainer.max_epochs must be -1 (no limit) or >= 0, got {max_epochs}.")
+
+    def _read_checkpoint(self, subcommand: str, config: Namespace, argv: list[str]) -> None:
+        """Read and check ``--ckpt_path`` before anything else happens (LightningCLI loads it next, unchecked)."""
+        ckpt_path = config.get("ckpt_path")
+        if ckpt_path is None:
+            if subcommand in CHECKPOINT_SUBCOMMANDS:
+                raise ConfigError(
+                    f"`ml_tabular {subcommand}` needs a trained model: pass --ckpt_path PATH (a .ckpt file, e.g. "
+                    "mlruns/<experiment_id>/<run_id>/checkpoints/best.ckpt)."
+                )
+            return
+        if ckpt_path in LIGHTNING_CKPT_NAMES:
+            return
+        model, data = config["model"], config["data"]
+        self.checkpoint = read_checkpoint(ckpt_path)
+        self.data_state = self.checkpoint.check_classes(model["class_path"], data["class_path"])
+        check_model_flags(argv, model.get("init_args") or {}, self.checkpoint)
 
     def app_config(self) -> AppConfig:
         """The effective application config of this invocation (every layer applied)."""
@@ -96,9 +142,28 @@ class MLTabularCLI(LightningCLI):
             )
         return parser
 
+    def instantiate_classes(self) -> None:
+        """LightningCLI's, with each DataModule given its state before the links read its sizes: restored from
+        the checkpoint, or (``fit`` from scratch) fitted on the training file."""
+        instantiators = [(self._instantiate_datamodule, pl.LightningDataModule, True)]
+        self.config_init = self.parser.instantiate(self.config, instantiators=instantiators)
+        self.datamodule = self._get(self.config_init, "data")
+        self.model = self._get(self.config_init, "model")
+        self.trainer = self.instantiate_trainer()  # no automatic configure_optimizers: the models define theirs
+
+    def _instantiate_datamodule(self, class_type: type, *args: Any, **kwargs: Any) -> pl.LightningDataModule:
+        data = class_type(*args, **kwargs)
+        if self.data_state is not None:
+            data.load_state_dict(self.data_state)
+        elif self.subcommand in ("fit", None) and callable(getattr(data, "prepare", None)):  # None: run=False
+            data.prepare()
+        return data
+
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
         kwargs = {**self._progress_bar(), **kwargs}
         mlflow = self.app_config().mlflow
+        if self.subcommand in ("predict", "validate"):
+            kwargs["logger"] = False  # nothing to record: no lightning_logs/ folder either
         if not mlflow.enabled or self.subcommand not in TRACKED_SUBCOMMANDS:
             return super().instantiate_trainer(**kwargs)
         from ml_tabular.mlops.callbacks import MlflowRunCallback
@@ -111,10 +176,13 @@ class MLTabularCLI(LightningCLI):
         return trainer
 
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[pl.Callback]) -> pl.Trainer:
-        """Leave out the ``checkpoint:`` section's callback when the trainer config turns checkpointing off."""
+        """The ``checkpoint:`` section's callback with a ``last.ckpt`` of every epoch; none outside ``fit`` or when
+        the trainer config turns checkpointing off."""
+        if self.subcommand in CHECKPOINT_SUBCOMMANDS:  # nothing to save; a checkpoint callback would only warn
+            config = {**config, "enable_checkpointing": False}
         if config.get("enable_checkpointing") is False:  # Lightning refuses a ModelCheckpoint beside it
             callbacks = [c for c in callbacks if not isinstance(c, ModelCheckpoint)]
-        return super()._instantiate_trainer(config, callbacks)
+        return super()._instantiate_trainer(config, with_last_epoch_checkpoints(callbacks))
 
     def _progress_bar(self) -> dict[str, Any]:
         """Trainer callbacks with a bar redrawn every few steps, unless the config brings a bar or turns it off."""
@@ -126,14 +194,20 @@ class MLTabularCLI(LightningCLI):
         return {"callbacks": [*callbacks, TQDMProgressBar(refresh_rate=PROGRESS_BAR_REFRESH_STEPS)]}
 
     def _mlflow_logger(self, mlflow: MlflowConfig) -> pl.loggers.Logger:
-        from ml_tabular.mlops.callbacks import run_id_from_checkpoint
         from ml_tabular.mlops.logger import MLTabularLogger
         from ml_tabular.mlops.naming import DEFAULT_EXPERIMENTS, DEFAULT_RUN_NAMES
-        from ml_tabular.mlops.tracking import format_run_name, require_mlflow, run_tags
+        from ml_tabular.mlops.recorder import TEST_LOG, TRAIN_LOG
+        from ml_tabular.mlops.resume import RunChoice, choose_run
+        from ml_tabular.mlops.tracking import format_run_name, require_mlflow, resolve_tracking_uri, run_tags
 
         require_mlflow()
-        ckpt_path = self._get(self.config, "ckpt_path")
-        run_id = run_id_from_checkpoint(ckpt_path) if ckpt_path not in (None, "last", "best") else None
+        tracking_uri = resolve_tracking_uri(mlflow.tracking_uri)
+        choice = RunChoice()
+        if self.checkpoint is not None:
+            from mlflow import MlflowClient
+
+            choice = choose_run(MlflowClient(tracking_uri), self.checkpoint, self.subcommand)
+            logging.getLogger("ml_tabular").info(choice.message)
         model_type = getattr(self.model, "model_type", type(self.model).__name__)
         dataset = getattr(self.datamodule, "dataset_name", "unknown")
         seed = self._get(self.config, "seed_everything")
@@ -147,12 +221,24 @@ class MLTabularCLI(LightningCLI):
         return MLTabularLogger(
             experiment_name=mlflow.experiment_name or DEFAULT_EXPERIMENTS.get(model_type, "ml_tabular"),
             run_name=format_run_name(mlflow.run_name or DEFAULT_RUN_NAMES.get(model_type), fields),
-            tracking_uri=mlflow.tracking_uri,
-            tags=run_tags(model_type, dataset, seed, env=self.profile.env),
-            run_id=run_id,
+            tracking_uri=tracking_uri,
+            tags=run_tags(model_type, dataset, seed, env=self.profile.env) | choice.tags,
+            run_id=choice.run_id,
             log_artifacts=mlflow.log_artifacts,
             app_config=self.app_config().to_dict(),
+            add_only=self.subcommand == "test",
+            log_name=TEST_LOG if self.subcommand == "test" else TRAIN_LOG,
         )
+
+    def after_fit(self) -> None:
+        """Say where the run and its checkpoints are."""
+        log = logging.getLogger("ml_tabular")
+        callback = self.trainer.checkpoint_callback
+        if callback is not None and callback.dirpath:
+            log.info("checkpoints: %s (best: %s)", callback.dirpath, callback.best_model_path or "none")
+        summary = getattr(self.trainer.logger, "summary", None)
+        if callable(summary):
+            log.info(summary())
 
     def predict(self, model: pl.LightningModule, datamodule: pl.LightningDataModule, **kwargs: Any) -> None:
         """Run ``trainer.predict`` and write the predictions table to ``--output``."""
@@ -180,15 +266,40 @@ def _app_error(exc: BaseException) -> AppError | None:
     return None
 
 
+def check_model_flags(argv: list[str], init_args: Any, checkpoint: CheckpointInfo) -> None:
+    """Refuse ``--model.*`` flags that differ from the checkpoint's values (LightningCLI would silently drop them)."""
+    names = {a[2:].split("=", 1)[0] for a in argv if a.startswith("--model.")}
+    keys = {n.removeprefix("model.").removeprefix("init_args.") for n in names} - {"class_path", "help"}
+    differ = {
+        k: (init_args.get(k), checkpoint.hparams[k])
+        for k in sorted(keys)
+        if k in checkpoint.hparams and init_args.get(k) != checkpoint.hparams[k]
+    }
+    if differ:
+        flags = "; ".join(
+            f"--model.init_args.{k} {flag!r} (checkpoint: {ckpt!r})" for k, (flag, ckpt) in differ.items()
+        )
+        raise ConfigError(
+            f"model flags disagree with the checkpoint '{checkpoint.path}': {flags}. A checkpoint's model is "
+            "fixed: drop these flags, or train a new model without --ckpt_path."
+        )
+
+
 def main(args: list[str] | None = None) -> None:
     """Entry point of the ``ml_tabular`` console script and ``python -m ml_tabular``."""
     configure_logging()
+    stop_on_signals()
     argv = list(sys.argv[1:] if args is None else args)
     try:
         if argv and argv[0] in COMMANDS:
             importlib.import_module(COMMANDS[argv[0]]).main(argv[1:])
         else:
             MLTabularCLI(args=argv)
+    except KeyboardInterrupt:
+        raise SystemExit(interrupted_exit_code() or 130) from None
+    except SystemExit as exc:
+        code = interrupted_exit_code()  # Lightning exits 1 after handling an interruption
+        raise SystemExit(code if code is not None else exc.code) from None
     except Exception as exc:
         error = _app_error(exc)
         if error is None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "benchmark.py"
-QUICK_SCALE = (2000, 4000)  # the --quick preset's row counts
+QUICK_SCALE = (4000, 8000)  # the --quick preset's row counts
 
 TRAINING = ("train_tracked", "train_plain_torch", "train_untracked", "whole_epoch_tracked", "whole_epoch_untracked")
 MEASUREMENTS = [

@@ -303,7 +303,7 @@ def test_integers_beyond_float64_precision_load_as_numbers(tmp_path, name):
 
     dm = fitted(path, task="classification", drop_columns=[])
 
-    assert dm.preprocessor.numeric_columns == ["big", "x"]
+    assert dm.fitted.numeric_columns == ["big", "x"]
     assert torch.isfinite(dm.splits["train"]["x_num"]).all()
 
 
@@ -315,5 +315,5 @@ def test_large_integer_ids_with_missing_values_stay_distinct_categories(tmp_path
 
     dm = fitted(tmp_path / "table.parquet", categorical_columns=["merchant"], drop_columns=[])
 
-    assert dm.preprocessor.vocabularies["merchant"] == [str(2**60 + i) for i in range(4)]
+    assert dm.fitted.vocabularies["merchant"] == [str(2**60 + i) for i in range(4)]
     assert dm.cardinalities == [5]  # four ids and the missing/unseen code

@@ -108,9 +108,9 @@ def test_scaling_is_fitted_on_the_training_stretch_only(tmp_path):
     assert dm.target_mean == pytest.approx(train["value"].mean())
     assert dm.target_std == pytest.approx(train["value"].std(ddof=0))
     assert dm.target_mean != pytest.approx(frame["value"].mean())
-    assert dm.scaling.feature_means == pytest.approx([train["temp"].mean()], rel=1e-5)
-    assert dm.scaling.feature_stds == pytest.approx([train["temp"].std(ddof=0)], rel=1e-5)
-    assert dm.scaling.feature_means != pytest.approx([frame["temp"].mean()], rel=1e-5)
+    assert dm.fitted.feature_means == pytest.approx([train["temp"].mean()], rel=1e-5)
+    assert dm.fitted.feature_stds == pytest.approx([train["temp"].std(ddof=0)], rel=1e-5)
+    assert dm.fitted.feature_means != pytest.approx([frame["temp"].mean()], rel=1e-5)
     train_rows = dm.values[:30]
     torch.testing.assert_close(train_rows.mean(0), torch.zeros(2), atol=1e-5, rtol=0)
     torch.testing.assert_close(train_rows.std(0, unbiased=False), torch.ones(2), atol=1e-5, rtol=0)
@@ -214,7 +214,7 @@ def test_reading_in_small_chunks_gives_the_same_data(tmp_path, monkeypatch, name
     torch.testing.assert_close(chunked.values, whole.values, rtol=0, atol=0)
     for split in SPLITS:
         torch.testing.assert_close(chunked.starts[split], whole.starts[split], rtol=0, atol=0)
-    assert chunked.scaling == whole.scaling
+    assert chunked.fitted == whole.fitted
     assert chunked.table_rows == whole.table_rows == len(frame)
     pd.testing.assert_frame_equal(chunked.table_head, whole.table_head)
     inputs = [next(iter(dm.predict_dataloader()))["x"] for dm in (whole, chunked)]
@@ -264,7 +264,7 @@ def test_batches_are_windows_cut_from_one_stored_copy(tmp_path):
     assert dm.values.numel() == 50 * 2  # the series once, not one copy per window
 
     val = next(iter(dm.val_dataloader()))
-    temp = val["x"][:, :, 1] * dm.scaling.feature_stds[0] + dm.scaling.feature_means[0]
+    temp = val["x"][:, :, 1] * dm.fitted.feature_stds[0] + dm.fitted.feature_means[0]
     expected = np.stack([frame["temp"].to_numpy()[s : s + INPUT_SIZE] for s in dm.starts["val"].tolist()])
     np.testing.assert_allclose(temp.numpy(), expected, rtol=1e-5)
 
@@ -310,7 +310,7 @@ def test_state_dict_round_trip_restores_the_fitted_scaling(tmp_path):
     restored = TimeSeriesDataModule(str(tmp_path / "absent.csv"), "value", **options)
     restored.load_state_dict(torch.load(tmp_path / "state.pt", weights_only=True))
 
-    assert restored.scaling == dm.scaling
+    assert restored.state == dm.state
     assert (restored.target_mean, restored.target_std, restored.mase_scale) == (dm.target_mean, dm.target_std, 2.0)
     torch.testing.assert_close(next(iter(restored.predict_dataloader()))["x"], next(iter(dm.predict_dataloader()))["x"])
 

@@ -119,6 +119,7 @@ def test_same_seed_builds_models_with_identical_predictions(task):
 def test_short_fit_and_checkpoint_round_trip(table_csv, tmp_path: Path, target, drop):
     torch.manual_seed(0)
     dm = TabularDataModule(str(table_csv), target, drop_columns=drop, batch_size=32)
+    dm.prepare()  # reads the table and fits the state the model's sizes come from
     model = TabularMLP(
         dm.n_numeric,
         dm.cardinalities,

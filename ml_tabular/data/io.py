@@ -7,6 +7,7 @@ output at once; ``read_table`` converts column by column (``split_blocks``, ``se
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -58,6 +59,15 @@ def _reading(path: str | Path, key: str) -> Iterator[None]:
 def _check_rows(num_rows: int, path: str | Path, key: str) -> None:
     if num_rows == 0:
         raise DataError(f"{key}: '{path}' has no rows. Point the key at a table with data.")
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 (hex) of a file's bytes, read in 1 MiB blocks: equal files, equal digests."""
+    sha = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            sha.update(block)
+    return sha.hexdigest()
 
 
 def table_columns(path: str | Path, key: str = "data.init_args.path") -> list[str]:

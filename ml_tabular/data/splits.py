@@ -2,9 +2,39 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
+from ml_tabular.errors import DataError
+
 SPLITS = ("train", "val", "test")
+SHOWN_DIGITS = 16  # digits of a SHA-256 shown in messages (as in the run's dataset digest)
+
+
+@dataclass(frozen=True)
+class SplitDefinition:
+    """Which file was split, and how: its SHA-256 and row count, the seed and the fractions.
+
+    Saved in the checkpoint, so ``validate``/``test``/resumed ``fit`` split the training file exactly as
+    training did, whatever the config says now, and refuse a file that is not the one trained on.
+    """
+
+    sha256: str
+    n_rows: int
+    seed: int
+    val_fraction: float
+    test_fraction: float
+
+    def check_file(self, path: str, sha256: str, key: str = "data.init_args.path") -> None:
+        """Raise a :class:`DataError` naming both digests when ``path`` is not the file the splits were drawn from."""
+        if sha256 != self.sha256:
+            raise DataError(
+                f"{key}: '{path}' is not the file this checkpoint was trained on (SHA-256 "
+                f"{sha256[:SHOWN_DIGITS]}... now, {self.sha256[:SHOWN_DIGITS]}... when trained), so its "
+                "validation/test rows would not be the ones held out from training. Point the key at the "
+                "training file; to score new rows use `ml_tabular predict --data.init_args.predict_path FILE`."
+            )
 
 
 def _groups(n_rows: int, strata: np.ndarray | None) -> list[np.ndarray]:

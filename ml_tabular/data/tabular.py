@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -13,9 +14,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from ml_tabular.data.batches import TensorBatches, batch_loader
-from ml_tabular.data.io import TABLE_HEAD_ROWS, TableFile, require_columns
+from ml_tabular.data.io import TABLE_HEAD_ROWS, TableFile, file_sha256, require_columns
 from ml_tabular.data.preprocessing import TabularPreprocessor, class_index
-from ml_tabular.data.splits import SPLITS, split_indices
+from ml_tabular.data.splits import SPLITS, SplitDefinition, split_indices
 from ml_tabular.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -32,11 +33,36 @@ def check_fractions(val_fraction: float, test_fraction: float) -> None:
         )
 
 
+@dataclass
+class TabularState:
+    """All a trained tabular model needs of its data, saved in every checkpoint.
+
+    The fitted preprocessing (task, classes, vocabularies, scalers, target scale: the linked sizes follow
+    from it) and the split definition. ``prepare()`` fits it from the training split; ``load_state_dict``
+    restores it from a checkpoint, and then no data file is read until a split or a prediction is asked for.
+    """
+
+    preprocessor: TabularPreprocessor
+    split: SplitDefinition | None  # None in checkpoints made before the split was recorded
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "preprocessor": self.preprocessor.state_dict(),
+            "split": None if self.split is None else asdict(self.split),
+        }
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, Any]) -> TabularState:
+        split = state.get("split")
+        return cls(TabularPreprocessor.from_state_dict(state["preprocessor"]), split and SplitDefinition(**split))
+
+
 class TabularDataModule(pl.LightningDataModule):
     """A table of rows for classification or regression, split and preprocessed in memory.
 
-    The table is read and the preprocessing fitted (on the training split only) the first time a
-    size property is asked for, which the CLI does when it links sizes into the model.
+    ``prepare()`` (or ``setup("fit")``) reads the table and fits the state (:class:`TabularState`) on the
+    training split; a checkpoint restores the state instead, and the sizes the CLI links into the model are
+    read from it.
 
     Args:
         path: CSV or Parquet file with one row per example.
@@ -83,12 +109,12 @@ class TabularDataModule(pl.LightningDataModule):
         self.batch_size = batch_size
         self.seed = seed
         self.predict_path = predict_path
-        self.preprocessor: TabularPreprocessor | None = None
+        self.state: TabularState | None = None
         self.splits: dict[str, dict[str, torch.Tensor]] = {}
         self.table_head: pd.DataFrame | None = None  # first raw rows, describing the table (schema, example)
         self.table_rows = 0
 
-    # ----- facts the model needs (linked by the CLI) -----
+    # ----- facts the model needs (linked by the CLI), all read from the state -----
     @property
     def dataset_name(self) -> str:
         """Name of the data set: the file name without suffix."""
@@ -124,21 +150,31 @@ class TabularDataModule(pl.LightningDataModule):
 
     @property
     def fitted(self) -> TabularPreprocessor:
-        """The fitted preprocessing, reading the table and fitting it on first use."""
-        if self.preprocessor is None:
-            self._prepare()
-        assert self.preprocessor is not None
-        return self.preprocessor
+        """The fitted preprocessing of the state (``prepare()`` or a restored checkpoint makes it)."""
+        if self.state is None:
+            raise RuntimeError("TabularDataModule has no state yet: call prepare() (or setup('fit')) first.")
+        return self.state.preprocessor
 
     # ----- preparation -----
-    def _prepare(self) -> None:
+    def prepare(self) -> None:
+        """Read the training file, fit the state on its training split (unless one was restored) and build the splits.
+
+        With a restored state, the file must be the one it was fitted on (same SHA-256): its splits are drawn
+        again with the stored seed and fractions and transformed with the stored preprocessing, nothing refitted.
+        """
+        sha256 = file_sha256(self.path) if Path(self.path).is_file() else ""
         table = TableFile(self.path)
+        if self.state is not None and self.state.split is not None:
+            self.state.split.check_file(self.path, sha256)
         self.table_head, self.table_rows = table.head(TABLE_HEAD_ROWS), len(table)
         require_columns(table.columns, [self.target], "data.init_args.target", self.path)
         for key in ("categorical_columns", "numeric_columns", "drop_columns"):
             require_columns(table.columns, getattr(self, key) or [], f"data.init_args.{key}", self.path)
-        prep, rows, sizes, y = self._plan(table)
-        self.preprocessor = prep.fit(table, self.path, rows=rows[: sizes[0]])
+        split = self.state.split if self.state is not None and self.state.split is not None else None
+        split = split or SplitDefinition(sha256, len(table), self.seed, self.val_fraction, self.test_fraction)
+        prep, rows, sizes, y = self._plan(table, split)
+        if self.state is None:
+            self.state = TabularState(prep.fit(table, self.path, rows=rows[: sizes[0]]), split)
         tensors = prep.transform(table, self.path, with_target=y is None, rows=rows)
         if y is not None:
             tensors["y"] = y
@@ -152,20 +188,27 @@ class TabularDataModule(pl.LightningDataModule):
             len(rows), *sizes, len(prep.numeric_columns), len(prep.indicator_columns), len(prep.categorical_columns),
         )  # fmt: skip
 
-    def _plan(self, table: TableFile) -> tuple[TabularPreprocessor, np.ndarray, list[int], torch.Tensor | None]:
-        """The preprocessing before fitting, the file rows in split order, the split sizes and the class indices.
+    def _plan(
+        self, table: TableFile, split: SplitDefinition
+    ) -> tuple[TabularPreprocessor, np.ndarray, list[int], torch.Tensor | None]:
+        """The preprocessing (fitted if restored, else still to fit), the file rows in split order, the split sizes
+        and the class indices.
 
         Rows come in split order (train, val, test), so each split is a slice (a view) of one set of
         tensors; rows whose target is missing are left out. The class indices (classification) stratify
         the split and come in the same order; a regression target is left to ``transform``, which scales it.
         """
         target, kept = self._usable_target(table[self.target])
-        task = self._resolve_task(target)
-        categorical, numeric = self._column_roles(table)
-        classes, strata = self._classes(target) if task == "classification" else ([], None)
-        index = self._split(len(target), strata)
+        if self.state is None:
+            task = self._resolve_task(target)
+            categorical, numeric = self._column_roles(table)
+            classes, strata = self._classes(target) if task == "classification" else ([], None)
+            prep = TabularPreprocessor(numeric, categorical, self.target, task, classes=classes)
+        else:
+            prep = self.state.preprocessor
+            strata = prep.encode_target(target, self.path).numpy() if prep.task == "classification" else None
+        index = self._split(len(target), strata, split)
         order = np.concatenate([index[name] for name in SPLITS])
-        prep = TabularPreprocessor(numeric, categorical, self.target, task, classes=classes)
         y = None if strata is None else torch.from_numpy(strata[order])
         return prep, order if kept is None else kept[order], [len(index[name]) for name in SPLITS], y
 
@@ -179,13 +222,13 @@ class TabularDataModule(pl.LightningDataModule):
             )
         return classes, index
 
-    def _split(self, n_rows: int, strata: np.ndarray | None) -> dict[str, np.ndarray]:
+    def _split(self, n_rows: int, strata: np.ndarray | None, split: SplitDefinition) -> dict[str, np.ndarray]:
         """Positions (among the usable rows) of each split, stratified by class index for classification."""
-        index = split_indices(n_rows, self.val_fraction, self.test_fraction, self.seed, strata)
+        index = split_indices(n_rows, split.val_fraction, split.test_fraction, split.seed, strata)
         if len(index["train"]) == 0 or len(index["val"]) == 0:
             raise DataError(
                 f"'{self.path}' has {n_rows} usable rows: too few for a training and a validation split "
-                f"with val_fraction={self.val_fraction}, test_fraction={self.test_fraction}."
+                f"with val_fraction={split.val_fraction}, test_fraction={split.test_fraction}."
             )
         return index
 
@@ -238,7 +281,7 @@ class TabularDataModule(pl.LightningDataModule):
     # ----- Lightning hooks -----
     def setup(self, stage: str) -> None:
         if stage != "predict" and not self.splits:
-            self._prepare()
+            self.prepare()
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         tensors = self.splits[split]
@@ -278,7 +321,7 @@ class TabularDataModule(pl.LightningDataModule):
 
     # ----- checkpoint state -----
     def state_dict(self) -> dict[str, Any]:
-        return {"preprocessor": self.fitted.state_dict()}
+        return {} if self.state is None else self.state.state_dict()
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.preprocessor = TabularPreprocessor.from_state_dict(state_dict["preprocessor"])
+        self.state = TabularState.from_state_dict(state_dict)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +15,9 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from ml_tabular.data.batches import Index, TensorBatches, batch_loader
-from ml_tabular.data.io import require_columns, table_columns
+from ml_tabular.data.io import file_sha256, require_columns, table_columns
 from ml_tabular.data.series import CHUNK_ROWS, SINGLE_SERIES, Series, SeriesTable, read_series
+from ml_tabular.data.splits import SplitDefinition
 from ml_tabular.data.tabular import check_fractions
 from ml_tabular.data.windows import (
     chronological_bounds,
@@ -61,6 +62,33 @@ class SeriesScaling:
             np.subtract(rows, self.offsets, out=rows)
             np.divide(rows, self.scales, out=rows)
             np.nan_to_num(rows, copy=False)
+
+
+@dataclass
+class SeriesState:
+    """All a trained time-series model needs of its data, saved in every checkpoint.
+
+    The scaling fitted on the training stretches (target scale, MASE scale), the split definition, the
+    format text timestamps were read in, and each series' id and last training timestamp (ISO 8601).
+    """
+
+    scaling: SeriesScaling
+    split: SplitDefinition | None  # None in checkpoints made before the split was recorded
+    text_format: str | None = None
+    series_ids: list[str] = field(default_factory=list)
+    last_timestamps: list[str] = field(default_factory=list)
+
+    def state_dict(self) -> dict[str, Any]:
+        state = asdict(self)
+        state["split"] = None if self.split is None else asdict(self.split)
+        return state
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, Any]) -> SeriesState:
+        state = dict(state)
+        split = state.pop("split", None)
+        scaling = SeriesScaling(**state.pop("scaling"))
+        return cls(scaling, split and SplitDefinition(**split), **state)
 
 
 def _joined(parts: list[np.ndarray]) -> np.ndarray:
@@ -140,13 +168,12 @@ class TimeSeriesDataModule(pl.LightningDataModule):
         self.batch_size = batch_size
         self.seed = seed
         self.predict_path = predict_path
-        self.scaling: SeriesScaling | None = None
+        self.state: SeriesState | None = None
         self.values: Tensor | None = None  # [T_total, 1 + F], all series end to end, standardised
         self.starts: dict[str, Tensor] = {}  # split -> window start steps into ``values``
         self.forecast_index: pd.DataFrame | None = None  # what each predicted row is (set by predict)
         self.table_head: pd.DataFrame | None = None  # first raw rows, describing the table (schema, example)
         self.table_rows = 0
-        self._text_format: str | None = None  # the format the training file's text timestamps were read with
 
     # ----- facts the model needs (linked by the CLI) -----
     @property
@@ -173,10 +200,10 @@ class TimeSeriesDataModule(pl.LightningDataModule):
 
     @property
     def fitted(self) -> SeriesScaling:
-        if self.scaling is None:
-            self._prepare()
-        assert self.scaling is not None
-        return self.scaling
+        """The fitted scaling of the state (``prepare()`` or a restored checkpoint makes it)."""
+        if self.state is None:
+            raise RuntimeError("TimeSeriesDataModule has no state yet: call prepare() (or setup('fit')) first.")
+        return self.state.scaling
 
     # ----- reading -----
     def _read_series(self, path: str, key: str) -> SeriesTable:
@@ -188,11 +215,9 @@ class TimeSeriesDataModule(pl.LightningDataModule):
         for setting, columns in settings.items():
             require_columns(names, columns, f"data.init_args.{setting}", path)
         value_columns = [self.target, *self.feature_columns]
-        text_format = self.timestamp_format or self._text_format  # predict reads text as training did
-        table = read_series(path, key, self.timestamp_column, value_columns, self.series_id_column, text_format)
-        if path == self.path:
-            self.table_head, self.table_rows, self._text_format = table.head, len(table.values), table.text_format
-        return table
+        trained_format = self.state.text_format if self.state is not None else None
+        text_format = self.timestamp_format or trained_format  # predict reads text as training did
+        return read_series(path, key, self.timestamp_column, value_columns, self.series_id_column, text_format)
 
     def _name(self, item: Series) -> str:
         return "the series" if item.series_id == SINGLE_SERIES else f"series '{item.series_id}'"
@@ -205,12 +230,12 @@ class TimeSeriesDataModule(pl.LightningDataModule):
                 "or a longer series."
             )
 
-    def _split_bounds(self, item: Series) -> dict[str, tuple[int, int]]:
+    def _split_bounds(self, item: Series, definition: SplitDefinition) -> dict[str, tuple[int, int]]:
         width = self.input_size + self.horizon
         self._check_length(item, width, "one window of input_size + horizon")
-        split = chronological_bounds(len(item.values), self.val_fraction, self.test_fraction)
+        split = chronological_bounds(len(item.values), definition.val_fraction, definition.test_fraction)
         for name, (begin, end) in split.items():
-            if (name != "test" or self.test_fraction > 0) and end - begin < width:
+            if (name != "test" or definition.test_fraction > 0) and end - begin < width:
                 raise DataError(
                     f"the {name} stretch of {self._name(item)} in '{self.path}' has {end - begin} steps, fewer than "
                     f"input_size + horizon = {width}: no window fits. Lower input_size/horizon or raise "
@@ -219,12 +244,31 @@ class TimeSeriesDataModule(pl.LightningDataModule):
         return split
 
     # ----- preparation -----
-    def _prepare(self) -> None:
+    def prepare(self) -> None:
+        """Read the training series, fit the state on the training stretches (unless one was restored), build windows.
+
+        With a restored state, the file must be the one it was fitted on (same SHA-256): the stretches are cut
+        with the stored fractions and scaled with the stored statistics, nothing refitted.
+        """
+        restored = self.state
+        sha256 = file_sha256(self.path) if Path(self.path).is_file() else ""
+        if restored is not None and restored.split is not None:
+            restored.split.check_file(self.path, sha256)
         table = self._read_series(self.path, "data.init_args.path")
+        self.table_head, self.table_rows = table.head, len(table.values)
         values, series = table.values, table.series
-        bounds = [self._split_bounds(item) for item in series]
-        self.scaling = self._fit_scaling(series, bounds)
-        self._build_windows(values, series, bounds)
+        split = restored.split if restored is not None and restored.split is not None else None
+        split = split or SplitDefinition(sha256, len(values), self.seed, self.val_fraction, self.test_fraction)
+        bounds = [self._split_bounds(item, split) for item in series]
+        if restored is None:
+            self.state = SeriesState(
+                self._fit_scaling(series, bounds),
+                split,
+                table.text_format,
+                [str(item.series_id) for item in series],
+                [item.last.isoformat() for item in series],
+            )
+        self._build_windows(values, series, bounds, split)
 
     def _fit_scaling(self, series: list[Series], bounds: list[dict[str, tuple[int, int]]]) -> SeriesScaling:
         trains = [item.values[slice(*b["train"])] for item, b in zip(series, bounds, strict=True)]
@@ -245,7 +289,11 @@ class TimeSeriesDataModule(pl.LightningDataModule):
         return float(naive.mean()) if naive.size and naive.mean() > 0 else 1.0
 
     def _build_windows(
-        self, values: np.ndarray, series: list[Series], bounds: list[dict[str, tuple[int, int]]]
+        self,
+        values: np.ndarray,
+        series: list[Series],
+        bounds: list[dict[str, tuple[int, int]]],
+        definition: SplitDefinition,
     ) -> None:
         """Window starts of each split, then ``values`` (all series end to end) standardised in place."""
         index_type = np.int32 if len(values) < 2**31 else np.int64
@@ -259,7 +307,7 @@ class TimeSeriesDataModule(pl.LightningDataModule):
         self.fitted.scale_in_place(values)
         self.values = torch.from_numpy(values)
         self.starts = {name: torch.from_numpy(_joined(parts)) for name, parts in starts.items()}
-        for name in ("train", "val", "test") if self.test_fraction > 0 else ("train", "val"):
+        for name in ("train", "val", "test") if definition.test_fraction > 0 else ("train", "val"):
             if len(self.starts[name]) == 0:
                 raise DataError(
                     f"the {name} stretch of '{self.path}' has no complete window: every window holds a gap or a "
@@ -303,7 +351,7 @@ class TimeSeriesDataModule(pl.LightningDataModule):
 
     def setup(self, stage: str) -> None:
         if stage != "predict" and self.values is None:
-            self._prepare()
+            self.prepare()
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)
@@ -347,7 +395,7 @@ class TimeSeriesDataModule(pl.LightningDataModule):
 
     # ----- checkpoint state -----
     def state_dict(self) -> dict[str, Any]:
-        return {"scaling": asdict(self.fitted)}
+        return {} if self.state is None else self.state.state_dict()
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.scaling = SeriesScaling(**state_dict["scaling"])
+        self.state = SeriesState.from_state_dict(state_dict)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import platform
@@ -15,7 +14,8 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from ml_tabular.mlops.secrets import redact
+from ml_tabular.data.io import file_sha256
+from ml_tabular.mlops.secrets import redact, redact_text
 from ml_tabular.mlops.tracking import flatten, param_value, split_long_params
 
 log = logging.getLogger(__name__)
@@ -25,7 +25,9 @@ APP_CONFIG = "configs/effective_app_config.yaml"
 LONG_PARAMS = "configs/long_params.yaml"
 GIT_DIFF = "git/uncommitted.diff"
 TRAIN_LOG = "logs/train.log"
+TEST_LOG = "logs/test.log"
 MAX_DIFF_BYTES = 1_000_000
+DIGEST_CHARS = 16  # a dataset digest: the first hex digits of the file's SHA-256
 LIBRARIES = ("torch", "lightning", "torchmetrics", "mlflow", "ml_tabular")
 
 
@@ -127,7 +129,7 @@ class RunRecorder:
         path = Path(path).resolve()
         dataset = Dataset(
             name=name,
-            digest=file_digest(path),
+            digest=file_sha256(path)[:DIGEST_CHARS],
             source_type="local",
             source=json.dumps({"uri": str(path)}),
             schema=json.dumps({"mlflow_colspec": _infer_schema(head).to_dict()}),
@@ -144,21 +146,16 @@ class RunRecorder:
                 self.client.log_artifact(self.run_id, str(path), artifact_subdir)
 
 
-def file_digest(path: str | Path) -> str:
-    """First 16 hex digits of the SHA-256 of a file's bytes: equal files, equal digests."""
-    sha = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for chunk in iter(lambda: stream.read(1 << 20), b""):
-            sha.update(chunk)
-    return sha.hexdigest()[:16]
-
-
 def _git_diff(cwd: str | Path | None) -> str:
+    """The uncommitted changes under ``cwd`` (``git diff HEAD``), secrets redacted, at most ``MAX_DIFF_BYTES``."""
     try:
         done = subprocess.run(["git", "diff", "HEAD"], cwd=cwd, capture_output=True, timeout=20, check=True)
     except (OSError, subprocess.SubprocessError):
         return ""
-    diff = done.stdout[:MAX_DIFF_BYTES].decode("utf-8", errors="replace")
+    kept = done.stdout[:MAX_DIFF_BYTES]
+    if len(done.stdout) > MAX_DIFF_BYTES:
+        kept = kept[: kept.rfind(b"\n") + 1] or kept  # whole lines: a password cut short would escape redaction
+    diff = redact_text(kept.decode("utf-8", errors="replace"))
     if len(done.stdout) > MAX_DIFF_BYTES:
         diff += f"\n[ml_tabular: diff cut at {MAX_DIFF_BYTES} of {len(done.stdout)} bytes]\n"
     return diff

@@ -64,6 +64,14 @@ def resolve_tracking_uri(uri: str | None) -> str:
     return uri
 
 
+def run_page(tracking_uri: str, experiment_id: str, run_id: str) -> str:
+    """Where a person sees a run: the server's page for it, or how to open the UI on a local store."""
+    path = f"#/experiments/{experiment_id}/runs/{run_id}"
+    if tracking_uri.startswith(("http://", "https://")):
+        return f"{tracking_uri.rstrip('/')}/{path}"
+    return f"see it with `ml_tabular ui`, then http://127.0.0.1:5000/{path}"
+
+
 def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """Nested mappings -> dotted keys (``model.init_args.dropout``); lists stay values."""
     flat: dict[str, Any] = {}

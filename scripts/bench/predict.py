@@ -38,6 +38,7 @@ def bare_forward_seconds(model: TabularMLP, x_num: Tensor, x_cat: Tensor) -> flo
 def predict_throughput(ctx: Context) -> Results:
     path = ctx.table()
     dm = tabular_datamodule(path, predict_path=path)
+    dm.prepare()
     model = tabular_system(dm)
     ready = dm.fitted.transform(read_table(path), str(path), with_target=False)
     count = len(ready["x_num"])
