@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import logging
 import sys
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, NoReturn
@@ -180,6 +181,7 @@ class MLTabularCLI(LightningCLI):
         the trainer config turns checkpointing off."""
         if self.subcommand in CHECKPOINT_SUBCOMMANDS:  # nothing to save; a checkpoint callback would only warn
             config = {**config, "enable_checkpointing": False}
+            warnings.filterwarnings("ignore", message=r"Be aware that when using `ckpt_path`, callbacks used")
         if config.get("enable_checkpointing") is False:  # Lightning refuses a ModelCheckpoint beside it
             callbacks = [c for c in callbacks if not isinstance(c, ModelCheckpoint)]
         return super()._instantiate_trainer(config, with_last_epoch_checkpoints(callbacks))
@@ -247,8 +249,9 @@ class MLTabularCLI(LightningCLI):
         kwargs["return_predictions"] = True
         outputs = self.trainer.predict(model, datamodule=datamodule, **kwargs)
         output = Path(self._get(self.config, "output"))
-        write_table(datamodule.predictions_frame(outputs), output)
-        logging.getLogger("ml_tabular").info("predictions: %d rows written to %s", sum(map(len, outputs)), output)
+        frame = datamodule.predictions_frame(outputs)
+        write_table(frame, output)
+        logging.getLogger("ml_tabular").info("predictions: %d rows written to %s", len(frame), output)
 
 
 def _yaml_value(value: Any) -> str:
@@ -289,6 +292,10 @@ def main(args: list[str] | None = None) -> None:
     """Entry point of the ``ml_tabular`` console script and ``python -m ml_tabular``."""
     configure_logging()
     stop_on_signals()
+    # torch >= 2.10 deprecates a LeafSpec use inside Lightning 2.6's batch fetching: nothing a user can act on
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+    # each run has its own checkpoint folder: it holds files only when that run is being resumed
+    warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
     argv = list(sys.argv[1:] if args is None else args)
     try:
         if argv and argv[0] in COMMANDS:

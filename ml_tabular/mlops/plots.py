@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 import lightning.pytorch as pl
@@ -14,6 +15,8 @@ from ml_tabular.mlops.tabular_plots import tabular_figures
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
     from torch.utils.data import DataLoader
+
+log = logging.getLogger(__name__)
 
 N_FORECASTS = 4
 
@@ -73,11 +76,20 @@ class RunPlotsCallback(Callback):
         loggers = [logger for logger in trainer.loggers if isinstance(logger, MLTabularLogger)]
         if make is None or not loggers or trainer.datamodule is None:
             return
+        try:
+            self._log_plots(make, pl_module, trainer.datamodule, loggers)
+        except Exception as err:  # a plot is a report: it must not fail a run that trained well
+            log.warning(
+                "plots: could not make or log the plots (%s: %s); the run is unaffected", type(err).__name__, err
+            )
+
+    @staticmethod
+    def _log_plots(make: Any, model: pl.LightningModule, data: Any, loggers: list[MLTabularLogger]) -> None:
         logger = loggers[0]
         history = {
             key: [(m.step, m.value) for m in logger.experiment.get_metric_history(logger.run_id, key)]
             for key in HISTORY
         }
-        for name, figure in make(pl_module, trainer.datamodule, history).items():
+        for name, figure in make(model, data, history).items():
             for logger in loggers:
                 logger.log_figure(figure, f"plots/{name}.png")

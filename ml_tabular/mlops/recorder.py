@@ -6,6 +6,7 @@ import json
 import logging
 import platform
 import subprocess
+import warnings
 from collections.abc import Iterable, Mapping
 from importlib import metadata
 from pathlib import Path
@@ -52,7 +53,7 @@ class RunRecorder:
         values = {k: param_value(v) for k, v in flatten(redact(dict(params))).items()}
         changed = {k: v for k, v in values.items() if k in self._params and self._params[k] != v}
         if changed:
-            log.warning("run %s keeps its first values for params changed since: %s", self.run_id, changed)
+            log.info("run %s keeps its first param values; changed since (see configs/): %s", self.run_id, changed)
         fits, long = split_long_params({k: v for k, v in values.items() if k not in self._params})
         if long:
             self.log_text(yaml.safe_dump(long), LONG_PARAMS)
@@ -127,12 +128,15 @@ class RunRecorder:
         from mlflow.types.utils import _infer_schema
 
         path = Path(path).resolve()
+        with warnings.catch_warnings():  # its hint on integer columns is about model signatures, not a dataset
+            warnings.simplefilter("ignore", UserWarning)
+            schema = _infer_schema(head).to_dict()
         dataset = Dataset(
             name=name,
             digest=file_sha256(path)[:DIGEST_CHARS],
             source_type="local",
             source=json.dumps({"uri": str(path)}),
-            schema=json.dumps({"mlflow_colspec": _infer_schema(head).to_dict()}),
+            schema=json.dumps({"mlflow_colspec": schema}),
             profile=json.dumps({"num_rows": n_rows, "num_elements": n_rows * head.shape[1], "targets": targets}),
         )
         tags = [InputTag("mlflow.data.context", "training")]
