@@ -129,9 +129,13 @@ class MLTabularCLI(LightningCLI):
         self.data_state = self.checkpoint.check_classes(model["class_path"], data["class_path"])
         check_model_flags(argv, model.get("init_args") or {}, self.checkpoint)
 
+    def _value(self, config: Namespace, key: str, default: Any = None) -> Any:
+        """``key`` of the running subcommand's section of ``config`` (or of ``config`` itself with ``run=False``)."""
+        return config.get(str(self.subcommand), config).get(key, default)
+
     def app_config(self) -> AppConfig:
         """The effective application config of this invocation (every layer applied)."""
-        return AppConfig(env=self.profile.env, mlflow=MlflowConfig(**self._get(self.config, "mlflow")))
+        return AppConfig(env=self.profile.env, mlflow=MlflowConfig(**self._value(self.config, "mlflow")))
 
     def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs: Any) -> LightningArgumentParser:
         parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
@@ -148,8 +152,8 @@ class MLTabularCLI(LightningCLI):
         the checkpoint, or (``fit`` from scratch) fitted on the training file."""
         instantiators = [(self._instantiate_datamodule, pl.LightningDataModule, True)]
         self.config_init = self.parser.instantiate(self.config, instantiators=instantiators)
-        self.datamodule = self._get(self.config_init, "data")
-        self.model = self._get(self.config_init, "model")
+        self.datamodule = self._value(self.config_init, "data")
+        self.model = self._value(self.config_init, "model")
         self.trainer = self.instantiate_trainer()  # no automatic configure_optimizers: the models define theirs
 
     def _instantiate_datamodule(self, class_type: type, *args: Any, **kwargs: Any) -> pl.LightningDataModule:
@@ -176,6 +180,8 @@ class MLTabularCLI(LightningCLI):
             trainer.callbacks.append(RunPlotsCallback())
         return trainer
 
+    # LightningCLI's private ``_instantiate_trainer`` is the one place that sees the ``checkpoint:`` section's
+    # callback before the Trainer refuses it (checkpointing off); tests/test_cli_trainer.py breaks if it is renamed.
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[pl.Callback]) -> pl.Trainer:
         """The ``checkpoint:`` section's callback with a ``last.ckpt`` of every epoch; none outside ``fit`` or when
         the trainer config turns checkpointing off."""
@@ -188,7 +194,7 @@ class MLTabularCLI(LightningCLI):
 
     def _progress_bar(self) -> dict[str, Any]:
         """Trainer callbacks with a bar redrawn every few steps, unless the config brings a bar or turns it off."""
-        trainer = self._get(self.config_init, "trainer", default={})
+        trainer = self._value(self.config_init, "trainer", default={})
         callbacks = trainer.get("callbacks") or []
         callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
         if trainer.get("enable_progress_bar") is False or any(isinstance(c, ProgressBar) for c in callbacks):
@@ -212,10 +218,10 @@ class MLTabularCLI(LightningCLI):
             logging.getLogger("ml_tabular").info(choice.message)
         model_type = getattr(self.model, "model_type", type(self.model).__name__)
         dataset = getattr(self.datamodule, "dataset_name", "unknown")
-        seed = self._get(self.config, "seed_everything")
+        seed = self._value(self.config, "seed_everything")
         fields = {  # data last: the model's linked args (input_size, horizon, ...) hold defaults here
-            **self._get(self.config, "model").get("init_args", {}),
-            **self._get(self.config, "data").get("init_args", {}),
+            **self._value(self.config, "model").get("init_args", {}),
+            **self._value(self.config, "data").get("init_args", {}),
             "dataset": dataset,
             "seed": seed,
             "model": model_type,
@@ -226,6 +232,7 @@ class MLTabularCLI(LightningCLI):
             tracking_uri=tracking_uri,
             tags=run_tags(model_type, dataset, seed, env=self.profile.env) | choice.tags,
             run_id=choice.run_id,
+            log_model=mlflow.log_checkpoints,
             log_artifacts=mlflow.log_artifacts,
             app_config=self.app_config().to_dict(),
             add_only=self.subcommand == "test",
@@ -248,7 +255,7 @@ class MLTabularCLI(LightningCLI):
 
         kwargs["return_predictions"] = True
         outputs = self.trainer.predict(model, datamodule=datamodule, **kwargs)
-        output = Path(self._get(self.config, "output"))
+        output = Path(self._value(self.config, "output"))
         frame = datamodule.predictions_frame(outputs)
         write_table(frame, output)
         logging.getLogger("ml_tabular").info("predictions: %d rows written to %s", len(frame), output)

@@ -36,6 +36,8 @@ class MlflowConfig:
         run_name: Run-name template; ``{dataset}``, ``{seed}``, ``{model}`` and any data/model init arg
             (``{input_size}``, ``{horizon}``, ...) are filled from the run; ``null`` uses the family's default.
         log_artifacts: Upload configs, checkpoints, plots and logs as run artifacts.
+        log_checkpoints: Upload the best and last checkpoints (``checkpoints/best.ckpt``, ``last.ckpt``) when
+            ``log_artifacts`` is on; ``false`` keeps them local only.
     """
 
     enabled: bool = False
@@ -43,6 +45,7 @@ class MlflowConfig:
     experiment_name: str | None = None
     run_name: str | None = None
     log_artifacts: bool = True
+    log_checkpoints: bool = True
 
 
 @dataclass

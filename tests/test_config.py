@@ -68,6 +68,7 @@ def test_builtin_default_is_tracking_off(capsys, tmp_path):
         "experiment_name": None,
         "run_name": None,
         "log_artifacts": True,
+        "log_checkpoints": True,
     }
 
 

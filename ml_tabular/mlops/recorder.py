@@ -40,28 +40,34 @@ class RunRecorder:
     Everything passes through :func:`~ml_tabular.mlops.secrets.redact` first.
     """
 
-    def __init__(self, client: Any, run_id: str) -> None:
+    def __init__(self, client: Any, run_id: str, synchronous: bool | None = None) -> None:
         self.client = client
         self.run_id = run_id
+        self._batch_kwargs = {} if synchronous is None else {"synchronous": synchronous}  # as MLFlowLogger passes it
         self._params: dict[str, str] | None = None
+
+    def logged_params(self) -> dict[str, str]:
+        """The run's params, read once and then kept up to date by :meth:`log_params`."""
+        if self._params is None:
+            self._params = dict(self.client.get_run(self.run_id).data.params)
+        return self._params
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         from mlflow.entities import Param
 
-        if self._params is None:
-            self._params = dict(self.client.get_run(self.run_id).data.params)
+        logged = self.logged_params()
         values = {k: param_value(v) for k, v in flatten(redact(dict(params))).items()}
-        changed = {k: v for k, v in values.items() if k in self._params and self._params[k] != v}
+        changed = {k: v for k, v in values.items() if k in logged and logged[k] != v}
         if changed:
             log.info("run %s keeps its first param values; changed since (see configs/): %s", self.run_id, changed)
-        fits, long = split_long_params({k: v for k, v in values.items() if k not in self._params})
+        fits, long = split_long_params({k: v for k, v in values.items() if k not in logged})
         if long:
             self.log_text(yaml.safe_dump(long), LONG_PARAMS)
             fits.update({k: f"<{len(v)} characters: see artifact {LONG_PARAMS}>" for k, v in long.items()})
         batch = [Param(k, v) for k, v in fits.items()]
         for start in range(0, len(batch), 100):
-            self.client.log_batch(self.run_id, params=batch[start : start + 100])
-        self._params.update(fits)
+            self.client.log_batch(self.run_id, params=batch[start : start + 100], **self._batch_kwargs)
+        logged.update(fits)
 
     def log_configs(
         self, run_config: Mapping[str, Any], app_config: Mapping[str, Any] | None = None, artifacts: bool = True
@@ -81,7 +87,7 @@ class RunRecorder:
         from mlflow.entities import RunTag
 
         tags = redact(dict(tags))
-        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()], **self._batch_kwargs)
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         """All metrics in one ``log_batch`` call (one round trip, whatever their number)."""
@@ -91,7 +97,7 @@ class RunRecorder:
 
         now = int(time.time() * 1000)
         batch = [Metric(k, float(v), now, step or 0) for k, v in metrics.items()]
-        self.client.log_batch(self.run_id, metrics=batch)
+        self.client.log_batch(self.run_id, metrics=batch, **self._batch_kwargs)
 
     def log_text(self, text: str, artifact: str) -> str:
         """Upload ``text`` as ``artifact``; a resumed run's existing file is kept and a ``.resumed_<k>`` added."""
@@ -125,12 +131,12 @@ class RunRecorder:
     def log_dataset(self, name: str, path: str | Path, head: pd.DataFrame, n_rows: int, targets: str) -> None:
         """The training table as an MLflow dataset input: name, source, file digest, schema, profile."""
         from mlflow.entities import Dataset, DatasetInput, InputTag
-        from mlflow.types.utils import _infer_schema
+        from mlflow.models import infer_signature
 
         path = Path(path).resolve()
         with warnings.catch_warnings():  # its hint on integer columns is about model signatures, not a dataset
             warnings.simplefilter("ignore", UserWarning)
-            schema = _infer_schema(head).to_dict()
+            schema = infer_signature(head).inputs.to_dict()
         dataset = Dataset(
             name=name,
             digest=file_sha256(path)[:DIGEST_CHARS],

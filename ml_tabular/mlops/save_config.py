@@ -7,6 +7,7 @@ MLflow store that is not a file folder (Lightning issues #18396, #20184, #19441)
 from __future__ import annotations
 
 import lightning.pytorch as pl
+import yaml
 from lightning.pytorch.cli import SaveConfigCallback
 
 
@@ -26,6 +27,11 @@ class LoggerSaveConfigCallback(SaveConfigCallback):
         loggers = self._config_loggers(trainer)
         if stage != "fit" or not loggers:
             return
-        config_yaml = self.parser.dump(self.config, skip_none=False)
+        config = yaml.safe_load(self.parser.dump(self.config, skip_none=False))
+        model = config.get("model")
+        if isinstance(model, dict):  # the dump leaves out linked args (sizes from the data): take them from the model
+            linked = {k: v for k, v in pl_module.hparams.items() if not k.startswith("_")}
+            model["init_args"] = {**(model.get("init_args") or {}), **linked}
+        config_yaml = yaml.safe_dump(config, sort_keys=False)
         for logger in loggers:
             logger.log_config(config_yaml)

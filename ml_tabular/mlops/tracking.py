@@ -9,6 +9,7 @@ import importlib.util
 import os
 import subprocess
 import sys
+from argparse import Namespace
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -39,19 +40,19 @@ def require_mlflow() -> None:
         )
 
 
-def default_tracking_uri(root: str | Path | None = None) -> str:
-    """The embedded store: ``sqlite:///<root>/mlruns/mlflow.db`` (root = working directory)."""
-    store = Path(root or Path.cwd()).resolve() / DEFAULT_STORE_DIR
+def default_tracking_uri(store_dir: str | Path | None = None) -> str:
+    """The embedded store: ``sqlite:///<store_dir>/mlflow.db`` (store_dir: ``./mlruns``)."""
+    store = Path(store_dir or DEFAULT_STORE_DIR).resolve()
     return f"sqlite:///{store / 'mlflow.db'}"
 
 
-def resolve_tracking_uri(uri: str | None) -> str:
-    """The configured URI, else ``MLFLOW_TRACKING_URI``, else the embedded SQLite store.
+def resolve_tracking_uri(uri: str | None, store_dir: str | Path | None = None) -> str:
+    """The configured URI, else ``MLFLOW_TRACKING_URI``, else the embedded SQLite store in ``store_dir``.
 
     A ``file:`` store (or a bare folder) is refused with a clear message unless MLflow's own
     ``MLFLOW_ALLOW_FILE_STORE=true`` is set; a SQLite store's folder is created.
     """
-    uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(store_dir)
     is_file_store = uri.startswith("file:") or ("://" not in uri and uri not in ("databricks",))
     if is_file_store and os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").lower() != "true":
         raise TrackingError(
@@ -72,13 +73,14 @@ def run_page(tracking_uri: str, experiment_id: str, run_id: str) -> str:
     return f"see it with `ml_tabular ui`, then http://127.0.0.1:5000/{path}"
 
 
-def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested mappings -> dotted keys (``model.init_args.dropout``); lists stay values."""
+def flatten(config: Mapping[str, Any], prefix: str = "", sep: str = ".") -> dict[str, Any]:
+    """Nested mappings -> keys joined by ``sep`` (``model.init_args.dropout``); lists stay values."""
     flat: dict[str, Any] = {}
     for key, value in config.items():
         name = f"{prefix}{key}"
+        value = vars(value) if isinstance(value, Namespace) else value
         if isinstance(value, Mapping) and value:
-            flat.update(flatten(value, f"{name}."))
+            flat.update(flatten(value, f"{name}{sep}", sep))
         else:
             flat[name] = value
     return flat
