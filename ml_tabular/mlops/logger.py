@@ -109,6 +109,7 @@ class MLTabularLogger(MLFlowLogger):
         self._synchronous = synchronous
         self._checkpoint_uploads = log_model
         self._opened = False
+        self._epoch_logged: int | None = None
         self._log_artifacts = log_artifacts
         self._app_config = app_config
         self._closed_as: str | None = None
@@ -157,9 +158,17 @@ class MLTabularLogger(MLFlowLogger):
 
     @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
-        """Log with step = the epoch index when ``metrics`` holds Lightning's ``epoch`` (which is logged too)."""
+        """Log with step = the epoch index when ``metrics`` holds Lightning's ``epoch``, which is recorded once per
+        epoch too (not by ``add_only``: a test adds no epoch to the run)."""
+        metrics = dict(metrics)
         epoch = metrics.get("epoch")
-        super().log_metrics(metrics, step=int(epoch) if epoch is not None else step)
+        if epoch is not None:
+            step = int(epoch)
+            if self._add_only or step == self._epoch_logged:  # once per epoch (train and val both bring it)
+                metrics.pop("epoch")
+            self._epoch_logged = step
+        if metrics:
+            super().log_metrics(metrics, step=step)
 
     @rank_zero_only
     def log_hyperparams(self, params: dict[str, Any] | Namespace) -> None:
@@ -214,7 +223,7 @@ class MLTabularLogger(MLFlowLogger):
             if self._log_artifacts and first:
                 if self._checkpoint_uploads:
                     self._upload_checkpoints()
-                if captured_log():
+                if captured_log() and (closing == "FINISHED" or not self._add_only):  # a refused test adds nothing
                     self.recorder.log_text(captured_log(), self._log_name)
         finally:
             if not self._add_only:
