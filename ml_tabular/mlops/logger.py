@@ -44,7 +44,7 @@ class MLTabularLogger(MLFlowLogger):
 
     Where it differs from the base, on purpose: the default store is the SQLite file ``<save_dir>/mlflow.db``
     (MLflow 3 refuses ``file:`` stores); metrics are stepped by the epoch index when Lightning passes ``epoch``
-    (ml_tabular logs epoch metrics only; ``epoch`` is recorded too); param values are never cut at 250
+    (ml_tabular logs epoch metrics only; ``epoch`` is recorded once per epoch); param values are never cut at 250
     characters (past MLflow's 6000 they are kept whole in ``configs/long_params.yaml``); ``log_model=True``
     uploads the best and last checkpoints as ``checkpoints/best.ckpt`` and ``checkpoints/last.ckpt`` (stable
     names to register or download); ``save_dir`` is also where checkpoints are written, whatever the store.
