@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import importlib
-import pickle
-import zipfile
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,6 @@ from ml_tabular.errors import ConfigError
 
 RUN_ID_KEY = "mlflow_run_id"  # the MLflow run that wrote a checkpoint
 MARKER_KEY = "ml_tabular"  # what ml_tabular adds to a checkpoint: model and data classes, package version
-_UNREADABLE = (pickle.UnpicklingError, EOFError, RuntimeError, ValueError, OSError, zipfile.BadZipFile, KeyError)
 
 
 @dataclass(frozen=True)
@@ -74,11 +72,10 @@ def read_checkpoint(path: str | Path, key: str = "--ckpt_path") -> CheckpointInf
         raise ConfigError(f"{key}: checkpoint '{path}' is empty (0 bytes; an interrupted copy?). Use another one.")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except _UNREADABLE as err:
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    except Exception as err:  # torch raises many kinds for bytes that are not a checkpoint (IndexError, ...)
         raise ConfigError(
             f"{key}: '{path}' is not a readable checkpoint (truncated, not a .ckpt file, or holding objects "
-            f"that would run code when loaded): {reason}"
+            f"that would run code when loaded): {_reason(err)}"
         ) from err
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "epoch" not in checkpoint:
         raise ConfigError(f"{key}: '{path}' is not a Lightning checkpoint (no state_dict/epoch in it).")
@@ -96,6 +93,14 @@ def read_checkpoint(path: str | Path, key: str = "--ckpt_path") -> CheckpointInf
         run_id=checkpoint.get(RUN_ID_KEY),
         epoch=int(checkpoint["epoch"]),
     )
+
+
+def _reason(err: Exception) -> str:
+    """torch's error, cut to its first line; its advice to load with ``weights_only=False`` is left out."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(err)).strip()
+    if text.startswith("Weights only load failed"):
+        return "weights-only loading refused its contents"
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 def class_path(cls: type) -> str:

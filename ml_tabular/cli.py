@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import re
 import sys
 import warnings
 from dataclasses import asdict
@@ -50,8 +51,19 @@ class MLTabularArgumentParser(LightningArgumentParser):
             super().error(message, ex)
         parser = getattr(ex, "subcommand_parser", None) or self
         prog = parser.prog.replace(" [options]", "")
-        sys.stderr.write(f"ml_tabular: error: {message.strip()}\nSee: {prog} --help\n")
+        sys.stderr.write(f"ml_tabular: error: {concise_error(message)}\nSee: {prog} --help\n")
         raise SystemExit(2)
+
+
+_UNION_NOISE = re.compile(
+    r"^(Does not validate against any|Subtypes:|Errors:|Expected a <class 'NoneType'>|Given value)"
+)
+
+
+def concise_error(message: str) -> str:
+    """jsonargparse's report on one line: for a ``class_path`` key, the real problem without its Union bookkeeping."""
+    lines = [line.strip().removeprefix("- ") for line in message.strip().splitlines()]
+    return " ".join(line for line in lines if line and not _UNION_NOISE.match(line))
 
 
 class MLTabularCLI(LightningCLI):
@@ -70,7 +82,10 @@ class MLTabularCLI(LightningCLI):
             subclass_mode_data=True,
             save_config_callback=LoggerSaveConfigCallback,
             parser_class=MLTabularArgumentParser,
-            parser_kwargs={"epilog": "other commands: " + ", ".join(f"ml_tabular {c}" for c in COMMANDS)},
+            parser_kwargs={
+                "prog": "ml_tabular",
+                "epilog": "other commands: " + ", ".join(f"ml_tabular {c}" for c in COMMANDS),
+            },
             auto_configure_optimizers=False,
             args=args,
             run=run,

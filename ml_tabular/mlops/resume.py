@@ -10,7 +10,10 @@ from ml_tabular.checkpoint import CheckpointInfo
 SOURCE_RUN_TAG = "source_run_id"
 SOURCE_EPOCH_TAG = "source_epoch"
 SOURCE_CHECKPOINT_TAG = "source_checkpoint"
-EPOCH_METRICS = ("train_loss", "val_loss", "epoch")  # one value per completed epoch, step = epoch index
+# Lightning sends an epoch's training metrics after its checkpoints are saved, so the last train_loss step is the
+# last epoch with a checkpoint; validation metrics come before, and may belong to an epoch cut short by a signal.
+COMPLETED_EPOCH_METRIC = "train_loss"
+FALLBACK_EPOCH_METRICS = ("val_loss", "epoch")
 
 
 @dataclass
@@ -39,9 +42,12 @@ def _live_run(client: Any, run_id: str) -> Any | None:
 
 
 def last_logged_epoch(client: Any, run_id: str) -> int | None:
-    """The highest epoch index the run has logged an epoch metric at (``None`` before any)."""
-    steps = [m.step for key in EPOCH_METRICS for m in client.get_metric_history(run_id, key)]
-    return max(steps, default=None)
+    """The last epoch index the run completed, as its epoch metrics show (``None`` before any)."""
+    for keys in ((COMPLETED_EPOCH_METRIC,), FALLBACK_EPOCH_METRICS):
+        steps = [m.step for key in keys for m in client.get_metric_history(run_id, key)]
+        if steps:
+            return max(steps)
+    return None
 
 
 def choose_run(client: Any, info: CheckpointInfo, subcommand: str) -> RunChoice:
