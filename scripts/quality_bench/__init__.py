@@ -1,0 +1,1 @@
+"""The quality benchmark's modules (``scripts/quality.py`` is the entry point)."""
