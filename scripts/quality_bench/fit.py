@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+import yaml
 
 from ml_tabular.cli import MLTabularCLI
 
@@ -24,17 +25,21 @@ CONFIGS = {"tabular": REPO / "configs" / "tabular.yaml", "series": REPO / "confi
 
 @dataclass
 class Fit:
-    """A finished fit: its DataModule (fitted, with its splits), the test metrics of the best checkpoint,
-    the wall time of ``fit`` (reading and preparing the data included) and the epochs it ran."""
+    """A finished fit: its DataModule (fitted, with its splits), the model (the best checkpoint's weights),
+    the test metrics of the best checkpoint, the wall time of ``fit`` (reading and preparing the data
+    included) and the epochs it ran."""
 
     datamodule: Any
+    model: Any
     metrics: dict[str, float]
     seconds: float
     epochs: int
 
 
-def fit_and_test(kind: str, data_args: dict[str, Any], folder: Path, quick: bool) -> Fit:
+def fit_and_test(kind: str, data_args: dict[str, Any], folder: Path, quick: bool, seed: int | None = None) -> Fit:
     """Fit the shipped ``kind`` config (``tabular``/``series``) with ``data_args`` as ``--data.init_args`` flags.
+
+    ``seed`` (``None``: the config's) seeds everything: the split, the shuffle order and the initial weights.
 
     Everything it writes stays in ``folder``; its console output goes to ``folder/fit.log`` (its tail is
     shown if it fails).
@@ -48,6 +53,7 @@ def fit_and_test(kind: str, data_args: dict[str, Any], folder: Path, quick: bool
         f"--trainer.default_root_dir={folder}",
         "--trainer.enable_progress_bar=false",
         *(["--trainer.max_epochs=1"] if quick else []),
+        *([f"--seed_everything={seed}", f"--data.init_args.seed={seed}"] if seed is not None else []),
     ]
     log = folder / "fit.log"
     with log.open("w") as sink, contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
@@ -60,7 +66,12 @@ def fit_and_test(kind: str, data_args: dict[str, Any], folder: Path, quick: bool
         except (Exception, SystemExit) as exc:  # a config error exits
             sink.flush()
             raise RuntimeError(f"ml_tabular {' '.join(args)} failed; its log ends:\n{_tail(log)}") from exc
-    return Fit(cli.datamodule, {k: float(v) for k, v in metrics.items()}, seconds, trainer.current_epoch)
+    return Fit(cli.datamodule, cli.model, {k: float(v) for k, v in metrics.items()}, seconds, trainer.current_epoch)
+
+
+def config_seed(kind: str) -> int:
+    """The seed of the split and shuffle order in the shipped ``kind`` config (``data.init_args.seed``)."""
+    return int(yaml.safe_load(CONFIGS[kind].read_text())["data"]["init_args"]["seed"])
 
 
 def _flag(value: Any) -> str:

