@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,8 @@ class CheckpointInfo:
         data_states: DataModule states by class name (Lightning stores them under ``__qualname__``).
         run_id: The MLflow run that wrote it (``None`` when made without tracking).
         epoch: The epoch index it was saved in.
+        data_hparams: The DataModule's init arguments (empty in checkpoints made before they were saved).
+        weights: The model's ``state_dict``.
     """
 
     path: Path
@@ -38,6 +40,8 @@ class CheckpointInfo:
     data_states: dict[str, dict[str, Any]]
     run_id: str | None
     epoch: int
+    data_hparams: dict[str, Any] = field(default_factory=dict)
+    weights: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def check_classes(self, model_class: str, data_class: str) -> dict[str, Any]:
         """The DataModule state to restore, after checking the config trains the same model family on the same
@@ -88,11 +92,18 @@ def read_checkpoint(path: str | Path, key: str = "--ckpt_path") -> CheckpointInf
         path=path,
         model_class=model_class,
         data_class=marker.get("data_class"),
-        hparams={k: v for k, v in hparams.items() if not k.startswith("_")},
+        hparams=_public(hparams),
         data_states={k: v for k, v in checkpoint.items() if k.endswith("DataModule") and isinstance(v, dict)},
         run_id=checkpoint.get(RUN_ID_KEY),
         epoch=int(checkpoint["epoch"]),
+        data_hparams=_public(checkpoint.get("datamodule_hyper_parameters") or {}),
+        weights=checkpoint["state_dict"],
     )
+
+
+def _public(hparams: dict[str, Any]) -> dict[str, Any]:
+    """``hparams`` without LightningCLI's bookkeeping (``_class_path``, ``_instantiator``)."""
+    return {k: v for k, v in hparams.items() if not k.startswith("_")}
 
 
 def _reason(err: Exception) -> str:
@@ -108,11 +119,16 @@ def class_path(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
+def import_class(path: str) -> type:
+    """The class at import path ``path``."""
+    module, _, name = path.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
 def _resolve(path: str) -> str:
     """The defining import path of the class at ``path`` (configs may name it by a shorter public path)."""
-    module, _, name = path.rpartition(".")
     try:
-        return class_path(getattr(importlib.import_module(module), name))
+        return class_path(import_class(path))
     except (ImportError, AttributeError, ValueError):
         return path
 

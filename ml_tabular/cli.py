@@ -193,6 +193,10 @@ class MLTabularCLI(LightningCLI):
         trainer.callbacks.append(MlflowRunCallback())
         if mlflow.log_artifacts:
             trainer.callbacks.append(RunPlotsCallback())
+        if mlflow.log_model and self.subcommand == "fit":
+            from ml_tabular.mlops.model import LogModelCallback
+
+            trainer.callbacks.append(LogModelCallback())
         return trainer
 
     # LightningCLI's private ``_instantiate_trainer`` is the one place that sees the ``checkpoint:`` section's

@@ -38,6 +38,8 @@ class MlflowConfig:
         log_artifacts: Upload configs, checkpoints, plots and logs as run artifacts.
         log_checkpoints: Upload the best and last checkpoints (``checkpoints/best.ckpt``, ``last.ckpt``) when
             ``log_artifacts`` is on; ``false`` keeps them local only.
+        log_model: At the end of ``fit``, log an MLflow model made from the best checkpoint (raw rows in, the
+            ``predict`` table out), linked to the run, ready to register, score and serve.
     """
 
     enabled: bool = False
@@ -46,6 +48,7 @@ class MlflowConfig:
     run_name: str | None = None
     log_artifacts: bool = True
     log_checkpoints: bool = True
+    log_model: bool = False
 
 
 @dataclass

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -108,8 +109,9 @@ def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     mlflow.set_tracking_uri(None)
 
 
-def tabular_args(data_path: Path, tracking_uri: str, epochs: int = 2) -> list[str]:
-    """CLI args training the shipped tabular config on ``data_path`` (target ``y``) for a few epochs."""
+def tabular_args(data_path: Path, tracking_uri: str, epochs: int = 2, log_model: bool = False) -> list[str]:
+    """CLI args training the shipped tabular config on ``data_path`` (target ``y``) for a few epochs; the MLflow
+    model only with ``log_model`` (it adds seconds to a run; tests/test_mlflow_model.py covers it)."""
     return [
         "--config", str(TABULAR_CONFIG),
         "--data.init_args.path", str(data_path),
@@ -120,6 +122,7 @@ def tabular_args(data_path: Path, tracking_uri: str, epochs: int = 2) -> list[st
         "--trainer.max_epochs", str(epochs),
         "--trainer.enable_progress_bar", "false",
         "--mlflow.tracking_uri", tracking_uri,
+        "--mlflow.log_model", str(log_model).lower(),
     ]  # fmt: skip
 
 
@@ -143,7 +146,7 @@ def artifacts(client, run_id: str, folder: str) -> set[str]:
     return {a.path for a in client.list_artifacts(run_id, folder)}
 
 
-def timeseries_args(data_path: Path, tracking_uri: str, epochs: int = 2) -> list[str]:
+def timeseries_args(data_path: Path, tracking_uri: str, epochs: int = 2, log_model: bool = False) -> list[str]:
     """CLI args training the shipped time-series config on ``data_path`` (target ``value``)."""
     return [
         "--config", str(TIMESERIES_CONFIG),
@@ -157,6 +160,7 @@ def timeseries_args(data_path: Path, tracking_uri: str, epochs: int = 2) -> list
         "--trainer.max_epochs", str(epochs),
         "--trainer.enable_progress_bar", "false",
         "--mlflow.tracking_uri", tracking_uri,
+        "--mlflow.log_model", str(log_model).lower(),
     ]  # fmt: skip
 
 
@@ -173,3 +177,82 @@ def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subproc
         text=True,
         timeout=300,
     )
+
+
+@dataclass
+class TrainedModel:
+    """A model trained by the CLI with its MLflow model logged (see :func:`model_zoo`).
+
+    Attributes:
+        run_id: Its MLflow run.
+        model_uri: Its LoggedModel (``models:/m-...``).
+        checkpoint: Its best checkpoint on disk.
+        config: CLI args giving its config (``--config`` and the data overrides it was trained with).
+        rows: Raw rows to predict on (integers as floats, as the signature asks), also saved as ``rows_path``.
+        id_column: A column of ``rows`` the model does not read, or ``None``.
+    """
+
+    run_id: str
+    model_uri: str
+    checkpoint: Path
+    config: list[str]
+    rows: pd.DataFrame
+    rows_path: Path
+    id_column: str | None = None
+
+
+@dataclass
+class ModelZoo:
+    """A store with a ``classifier``, a ``regressor`` and a ``forecaster``, their training files deleted."""
+
+    store: str
+    folder: Path
+    models: dict[str, TrainedModel]
+
+
+def _train_for_zoo(name: str, args: list[str], folder: Path, store: str, rows: pd.DataFrame, id_column: str | None):
+    from mlflow import MlflowClient
+
+    work = folder / name
+    work.mkdir()
+    done = run_cli("fit", *args, "--mlflow.experiment_name", f"zoo_{name}", cwd=work)
+    assert done.returncode == 0, done.stderr[-3000:]
+    client = MlflowClient(store)
+    run = client.search_runs([client.get_experiment_by_name(f"zoo_{name}").experiment_id])[0]
+    model_id = run.outputs.model_outputs[-1].model_id
+    checkpoint = next(path for path in work.rglob("epoch=*.ckpt"))
+    rows_path = work / "rows.csv"
+    rows.to_csv(rows_path, index=False)
+    pairs = zip(args[::2], args[1::2], strict=True)
+    config = [a for flag, value in pairs if not flag.startswith(("--trainer", "--mlflow")) for a in (flag, value)]
+    return TrainedModel(run.info.run_id, f"models:/{model_id}", checkpoint, config, rows, rows_path, id_column)
+
+
+@pytest.fixture(scope="session")
+def model_zoo(tmp_path_factory: pytest.TempPathFactory, empty_store: Path) -> ModelZoo:
+    """Three models trained once per session with ``mlflow.log_model`` on, in one SQLite store; the training
+    files are deleted afterwards (a model must load from its checkpoint alone)."""
+    folder = tmp_path_factory.mktemp("zoo")
+    store = f"sqlite:///{folder / 'mlflow.db'}"
+    shutil.copyfile(empty_store, folder / "mlflow.db")
+    table, series = folder / "table.csv", folder / "series.csv"
+    make_table(240).to_csv(table, index=False)
+    make_series().to_csv(series, index=False)
+    table_rows = make_table(40, seed=1).drop(columns=["y", "amount"]).astype({"id": "float64"})
+    series_rows = make_series(60, seed=1)
+    regression = ["--data.init_args.target", "amount", "--data.init_args.task", "regression"]
+    regression += ["--data.init_args.drop_columns", "[id, y]"]
+    models = {
+        "classifier": _train_for_zoo(
+            "classifier", tabular_args(table, store, log_model=True), folder, store, table_rows, "id"
+        ),
+        "regressor": _train_for_zoo(
+            "regressor", [*tabular_args(table, store, log_model=True), *regression], folder, store, table_rows, "id"
+        ),
+        "forecaster": _train_for_zoo(
+            "forecaster", timeseries_args(series, store, log_model=True), folder, store, series_rows, None
+        ),
+    }
+    table.unlink()
+    series.unlink()
+    return ModelZoo(store, folder, models)

@@ -69,6 +69,7 @@ def test_builtin_default_is_tracking_off(capsys, tmp_path):
         "run_name": None,
         "log_artifacts": True,
         "log_checkpoints": True,
+        "log_model": False,
     }
 
 

@@ -22,6 +22,8 @@ import pyarrow.parquet as pq
 from ml_tabular.errors import DataError
 
 SUFFIXES = (".csv", ".parquet", ".pq")
+INPUT_ROWS = "the input rows"  # how errors name rows given in memory (an MLflow model's input), not in a file
+TableSource = str | Path | pd.DataFrame  # a file, or rows already in memory
 TABLE_HEAD_ROWS = 100  # first rows kept as read, describing a table (schema, example)
 _NULLABLE_INTEGERS = {
     pa.int8(): pd.Int8Dtype(),
@@ -52,13 +54,14 @@ def _reading(path: str | Path, key: str) -> Iterator[None]:
     """Turn a failed read of ``path`` into a :class:`DataError`."""
     try:
         yield
-    except (ValueError, OSError, pa.ArrowException) as err:
+    except (ValueError, TypeError, OSError, pa.ArrowException) as err:
         raise DataError(f"{key}: could not read '{path}': {err}. Check that it is a valid table.") from err
 
 
 def _check_rows(num_rows: int, path: str | Path, key: str) -> None:
     if num_rows == 0:
-        raise DataError(f"{key}: '{path}' has no rows. Point the key at a table with data.")
+        fix = "Send at least one row." if path == INPUT_ROWS else "Point the key at a table with data."
+        raise DataError(f"{key}: '{path}' has no rows. {fix}")
 
 
 def file_sha256(path: str | Path) -> str:
@@ -70,8 +73,15 @@ def file_sha256(path: str | Path) -> str:
     return sha.hexdigest()
 
 
-def table_columns(path: str | Path, key: str = "data.init_args.path") -> list[str]:
-    """Column names of a table file, read from its header or schema only."""
+def source_name(source: TableSource) -> str:
+    """How errors name ``source``: its path, or :data:`INPUT_ROWS`."""
+    return INPUT_ROWS if isinstance(source, pd.DataFrame) else str(source)
+
+
+def table_columns(path: TableSource, key: str = "data.init_args.path") -> list[str]:
+    """Column names of a table file, read from its header or schema only (or of rows in memory)."""
+    if isinstance(path, pd.DataFrame):
+        return [str(c) for c in path.columns]
     path = _existing(path, key)
     with _reading(path, key):
         if _is_csv(path):
@@ -112,10 +122,16 @@ def read_table(path: str | Path, key: str = "data.init_args.path", columns: list
 
 
 def read_batches(
-    path: str | Path, key: str, columns: list[str], rows_per_batch: int
+    path: TableSource, key: str, columns: list[str], rows_per_batch: int
 ) -> tuple[int, Iterator[pa.RecordBatch]]:
     """Row count and record batches of ``columns``: a Parquet file is streamed page by page, a CSV is read
-    whole and each batch released once the next is asked for, so a reader filling arrays holds one copy."""
+    whole and each batch released once the next is asked for, so a reader filling arrays holds one copy.
+    Rows in memory (a DataFrame) are converted to Arrow once."""
+    if isinstance(path, pd.DataFrame):
+        with _reading(INPUT_ROWS, key):
+            table = pa.Table.from_pandas(path[columns], preserve_index=False)
+        _check_rows(table.num_rows, INPUT_ROWS, key)
+        return table.num_rows, iter(table.to_batches(rows_per_batch))
     path = _existing(path, key)
     if _is_csv(path):
         batches = read_arrow(path, key, columns).to_batches(rows_per_batch)[::-1]
@@ -202,6 +218,8 @@ def series_numbers(series: pd.Series, column: str, path: str | Path) -> np.ndarr
     bad = values.isna() & series.notna()
     if bad.any():
         examples = series[bad].astype(str).unique()[:3].tolist()
+        if path == INPUT_ROWS:
+            raise DataError(f"column '{column}' of {path} must hold numbers; it holds text such as {examples}.")
         raise DataError(
             f"column '{column}' in '{path}' is numeric in the config but holds text such as {examples}. "
             "List it in data.init_args.categorical_columns, drop it with data.init_args.drop_columns, "
@@ -230,6 +248,13 @@ def numeric_values(frame: TableLike, column: str, path: str | Path) -> np.ndarra
     return series_numbers(frame[column], column, path)
 
 
+def floats_for_integers(frame: pd.DataFrame, keep: tuple[str, ...] = ()) -> pd.DataFrame:
+    """``frame`` with its integer columns (but ``keep``) as float64, so a signature inferred from it allows
+    missing values there (MLflow requires every value of an integer column)."""
+    integers = [c for c in frame.columns if c not in keep and pd.api.types.is_integer_dtype(frame[c].dtype)]
+    return frame.astype({c: "float64" for c in integers})
+
+
 def write_table(frame: pd.DataFrame, path: str | Path, key: str = "--output") -> Path:
     """Write ``frame`` as CSV or Parquet, chosen by the suffix of ``path``; parent folders are created."""
     path = Path(path)
@@ -247,6 +272,5 @@ def require_columns(available: pd.DataFrame | list[str], columns: list[str], key
     names = list(available.columns) if isinstance(available, pd.DataFrame) else list(available)
     missing = [c for c in columns if c not in names]
     if missing:
-        raise DataError(
-            f"{key}: column(s) {missing} not found in '{path}'. Available columns: {names}. Fix {key} in your config."
-        )
+        fix = f"Fix {key} in your config." if path != INPUT_ROWS else "Send every column the model was trained on."
+        raise DataError(f"{key}: column(s) {missing} not found in '{path}'. Available columns: {names}. {fix}")

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pandas.tseries.api import guess_datetime_format
 
-from ml_tabular.data.io import TABLE_HEAD_ROWS, arrow_numbers, read_batches
+from ml_tabular.data.io import TABLE_HEAD_ROWS, TableSource, arrow_numbers, read_batches, source_name
 from ml_tabular.errors import DataError
 
 CHUNK_ROWS = 1 << 16  # rows read, compared or scaled at a time
@@ -137,20 +137,21 @@ def _group_bounds(codes: np.ndarray | None, n_rows: int) -> list[tuple[int, int]
 
 
 def read_series(
-    path: str,
+    source: TableSource,
     key: str,
     timestamp_column: str,
     value_columns: list[str],
     series_id_column: str | None,
     timestamp_format: str | None = None,
 ) -> SeriesTable:
-    """Read ``path`` batch by batch into arrays, sort it by (series, time) and cut it into series.
+    """Read ``source`` (a file, or rows in memory) batch by batch, sort it by (series, time), cut it into series.
 
     Text timestamps are read with ``timestamp_format`` (a strptime format), else with the format settled on the
     first batch (see :func:`_text_format`). A repeated timestamp within a series and a timestamp that is not a
     date/time raise a :class:`DataError`.
     """
-    rows, head = _read_rows(path, key, timestamp_column, value_columns, series_id_column, timestamp_format)
+    rows, head = _read_rows(source, key, timestamp_column, value_columns, series_id_column, timestamp_format)
+    path = source_name(source)
     rows.sort()
     bounds = _group_bounds(rows.codes, len(rows.values))
     series = [_series(rows, begin, end, path) for begin, end in bounds]
@@ -158,7 +159,7 @@ def read_series(
 
 
 def _read_rows(
-    path: str,
+    source: TableSource,
     key: str,
     timestamp_column: str,
     value_columns: list[str],
@@ -167,7 +168,8 @@ def _read_rows(
 ) -> tuple[_Rows, pd.DataFrame]:
     """The rows in file order, in preallocated arrays, and the first ``TABLE_HEAD_ROWS`` rows as read."""
     id_columns = [series_id_column] if series_id_column else []
-    n_rows, batches = read_batches(path, key, [timestamp_column, *value_columns, *id_columns], CHUNK_ROWS)
+    n_rows, batches = read_batches(source, key, [timestamp_column, *value_columns, *id_columns], CHUNK_ROWS)
+    path = source_name(source)
     values = np.empty((n_rows, len(value_columns)), dtype=np.float32)
     codes = np.empty(n_rows, dtype=np.int32) if id_columns else None
     rows = _Rows(np.empty(n_rows, dtype=np.int64), values, codes, text_format=timestamp_format)

@@ -14,7 +14,15 @@ import torch
 from torch.utils.data import DataLoader
 
 from ml_tabular.data.batches import TensorBatches, batch_loader
-from ml_tabular.data.io import TABLE_HEAD_ROWS, TableFile, file_sha256, require_columns
+from ml_tabular.data.io import (
+    INPUT_ROWS,
+    TABLE_HEAD_ROWS,
+    TableFile,
+    TableLike,
+    file_sha256,
+    floats_for_integers,
+    require_columns,
+)
 from ml_tabular.data.preprocessing import TabularPreprocessor, class_index
 from ml_tabular.data.splits import SPLITS, SplitDefinition, split_indices
 from ml_tabular.errors import ConfigError, DataError
@@ -95,6 +103,7 @@ class TabularDataModule(pl.LightningDataModule):
         predict_path: str | None = None,
     ) -> None:
         super().__init__()
+        self.save_hyperparameters(logger=False)  # into checkpoints, so a model loads without its config
         check_fractions(val_fraction, test_fraction)
         if batch_size < 1:
             raise ConfigError(f"data.init_args.batch_size must be >= 1, got {batch_size}.")
@@ -301,11 +310,25 @@ class TabularDataModule(pl.LightningDataModule):
     def predict_dataloader(self) -> DataLoader:
         path = self.predict_path or self.path
         key = "data.init_args.predict_path" if self.predict_path else "data.init_args.path"
-        table = TableFile(path, key)
-        fitted = self.fitted
-        require_columns(table.columns, fitted.numeric_columns + fitted.categorical_columns, key, path)
-        tensors = fitted.transform(table, path, with_target=False)
+        return self.rows_loader(TableFile(path, key), key, path)
+
+    @property
+    def input_columns(self) -> list[str]:
+        """The raw columns the model reads."""
+        return self.fitted.numeric_columns + self.fitted.categorical_columns
+
+    def rows_loader(self, rows: TableLike, key: str = "model input", name: str = INPUT_ROWS) -> DataLoader:
+        """Batches of raw ``rows`` (a file, or a DataFrame named ``name``) to predict on, with the fitted
+        preprocessing; unseen categories take the unknown code, the target column may be absent."""
+        require_columns(list(rows.columns), self.input_columns, key, name)
+        tensors = self.fitted.transform(rows, name, with_target=False)
         return batch_loader(TensorBatches(tensors), self.batch_size, shuffle=False, seed=self.seed)
+
+    def example_rows(self, n_rows: int = 5) -> pd.DataFrame:
+        """The first training rows as the model takes them (input columns only, integers as floats so that a
+        missing value is allowed): an MLflow model's input example."""
+        assert self.table_head is not None, "prepare() reads the table head"
+        return floats_for_integers(self.table_head[self.input_columns].head(n_rows))
 
     def predictions_frame(self, outputs: list[torch.Tensor]) -> pd.DataFrame:
         """Predictions as a table: ``prediction`` plus ``prob_<class>`` columns for classification."""

@@ -15,7 +15,16 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from ml_tabular.data.batches import Index, TensorBatches, batch_loader
-from ml_tabular.data.io import file_sha256, require_columns, table_columns
+from ml_tabular.data.io import (
+    INPUT_ROWS,
+    TableSource,
+    file_sha256,
+    floats_for_integers,
+    read_table,
+    require_columns,
+    source_name,
+    table_columns,
+)
 from ml_tabular.data.series import CHUNK_ROWS, SINGLE_SERIES, Series, SeriesTable, read_series
 from ml_tabular.data.splits import SplitDefinition
 from ml_tabular.data.tabular import check_fractions
@@ -147,6 +156,7 @@ class TimeSeriesDataModule(pl.LightningDataModule):
         predict_path: str | None = None,
     ) -> None:
         super().__init__()
+        self.save_hyperparameters(logger=False)  # into checkpoints, so a model loads without its config
         check_fractions(val_fraction, test_fraction)
         for key, value in {"input_size": input_size, "horizon": horizon, "stride": stride}.items():
             if value < 1:
@@ -206,8 +216,14 @@ class TimeSeriesDataModule(pl.LightningDataModule):
         return self.state.scaling
 
     # ----- reading -----
-    def _read_series(self, path: str, key: str) -> SeriesTable:
-        """The series of ``path`` (config key ``key``); the training file's first rows are kept as its head."""
+    @property
+    def input_columns(self) -> list[str]:
+        """The raw columns the model reads: series id (if any), timestamp, target, covariates."""
+        ids = [self.series_id_column] if self.series_id_column else []
+        return [*ids, self.timestamp_column, self.target, *self.feature_columns]
+
+    def _read_series(self, path: TableSource, key: str) -> SeriesTable:
+        """The series of ``path`` (a file named by config key ``key``, or rows in memory)."""
         names = table_columns(path, key)
         id_columns = [self.series_id_column] if self.series_id_column else []
         settings = {"timestamp_column": [self.timestamp_column], "target": [self.target]}
@@ -222,12 +238,16 @@ class TimeSeriesDataModule(pl.LightningDataModule):
     def _name(self, item: Series) -> str:
         return "the series" if item.series_id == SINGLE_SERIES else f"series '{item.series_id}'"
 
-    def _check_length(self, item: Series, needed: int, what: str) -> None:
+    def _check_length(self, item: Series, needed: int, what: str, path: str | None = None) -> None:
         if len(item.values) < needed:
             raise DataError(
-                f"{self._name(item)} in '{self.path}' has {len(item.values)} steps; {what} needs at least {needed} "
-                f"(input_size={self.input_size}, horizon={self.horizon}). Use a smaller input_size/horizon "
-                "or a longer series."
+                f"{self._name(item)} in '{path or self.path}' has {len(item.values)} steps; {what} needs at least "
+                f"{needed} (input_size={self.input_size}, horizon={self.horizon}). "
+                + (
+                    f"Send the last {needed} steps of each series."
+                    if path == INPUT_ROWS
+                    else "Use a smaller input_size/horizon or a longer series."
+                )
             )
 
     def _split_bounds(self, item: Series, definition: SplitDefinition) -> dict[str, tuple[int, int]]:
@@ -366,10 +386,16 @@ class TimeSeriesDataModule(pl.LightningDataModule):
     def predict_dataloader(self) -> DataLoader:
         path = self.predict_path or self.path
         key = "data.init_args.predict_path" if self.predict_path else "data.init_args.path"
-        series = self._read_series(path, key).series
+        return self.rows_loader(path, key)
+
+    def rows_loader(self, source: TableSource, key: str = "model input") -> DataLoader:
+        """One input window per series: the last ``input_size`` steps of each series of ``source`` (a file, or
+        rows in memory in long form), to forecast the ``horizon`` steps after its end."""
+        path = source_name(source)
+        series = self._read_series(source, key).series
         inputs, index = [], []
         for item in series:
-            self._check_length(item, self.input_size, "a forecast (one input window)")
+            self._check_length(item, self.input_size, "a forecast (one input window)", path)
             last = item.values[-self.input_size :]
             if np.isnan(last).any() or item.breaks[len(item.breaks) - self.input_size + 1 :].any():
                 raise DataError(
@@ -392,6 +418,22 @@ class TimeSeriesDataModule(pl.LightningDataModule):
         if self.series_id_column is None:
             return frame.drop(columns="series_id")
         return frame.rename(columns={"series_id": self.series_id_column})
+
+    def example_rows(self, n_series: int = 2) -> pd.DataFrame:
+        """The last ``input_size`` training rows of the first ``n_series`` series, in long form as the model
+        takes them (value integers as floats, so a missing value is allowed): an MLflow model's input example.
+        Reads the training file."""
+        frame = read_table(self.path, "data.init_args.path", self.input_columns)
+        ids = [self.series_id_column] if self.series_id_column else []
+        if ids:
+            frame = frame[frame[ids[0]].isin(frame[ids[0]].drop_duplicates().head(n_series))]
+        stamps = frame[self.timestamp_column]
+        if not pd.api.types.is_datetime64_any_dtype(stamps):  # text: in time order, not in text order
+            text_format = self.state.text_format if self.state is not None else None
+            stamps = pd.to_datetime(stamps, format=text_format or "mixed", errors="coerce", utc=True)
+        frame = frame.iloc[np.lexsort([stamps.to_numpy(), *(frame[c].to_numpy() for c in ids)])]
+        frame = frame.groupby(ids, sort=False).tail(self.input_size) if ids else frame.tail(self.input_size)
+        return floats_for_integers(frame.reset_index(drop=True), (self.timestamp_column, *ids))
 
     # ----- checkpoint state -----
     def state_dict(self) -> dict[str, Any]:
