@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "quality.py"
-TABLES = ("diamonds", "ames", "hotel_rates", "credit_data", "mlc_churn")
+TABLES = ("diamonds", "ames", "hotel_rates", "credit_data", "hpc_jobs", "taxi_tips")
 SERIES = ("elecdemand", "taylor", "nyc_weather")
 HEADER = [
     "dataset",

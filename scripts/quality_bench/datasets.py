@@ -63,18 +63,35 @@ def _weather(frame: pd.DataFrame) -> pd.DataFrame:
 TABLES = [
     TableSpec("diamonds", "ggplot2/diamonds", "price", "regression", "price from carat, cut, colour, clarity, size"),
     TableSpec(
-        "ames", "modeldata/ames", "Sale_Price", "regression", "house sale prices, Ames (Iowa), 2006-2010; 73 columns"
+        "ames",
+        "modeldata/ames",
+        "Sale_Price",
+        "regression",
+        "house sale prices, Ames (Iowa), 2006-2010; 73 columns, missing categories",
     ),
     TableSpec(
         "hotel_rates",
         "modeldata/hotel_rates",
         "avg_price_per_room",
         "regression",
-        "hotel booking room rates, Lisbon",
+        "average daily room rate of a resort hotel's bookings, Portugal; missing values",
         drop=("arrival_date",),  # text form of arrival_date_num
     ),
-    TableSpec("credit_data", "modeldata/credit_data", "Status", "classification", "credit scoring: good/bad"),
-    TableSpec("mlc_churn", "modeldata/mlc_churn", "churn", "classification", "telecom customer churn: yes/no"),
+    TableSpec(
+        "credit_data",
+        "modeldata/credit_data",
+        "Status",
+        "classification",
+        "credit scoring (Belanche's Credit Scoring data): good/bad; missing values",
+    ),
+    TableSpec(
+        "hpc_jobs",
+        "modeldata/hpc_data",
+        "class",
+        "classification",
+        "run time class of unix jobs (very fast, fast, moderate, long) from their settings; 4 classes",
+    ),
+    TableSpec("taxi_tips", "modeldata/taxi", "tip", "classification", "Chicago taxi trips, 2022: tipped or not"),
 ]
 
 SERIES = [
