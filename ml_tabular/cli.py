@@ -36,6 +36,7 @@ DATA_TO_MODEL_LINKS = {
     "horizon": "horizon",
     "n_channels": "n_channels",
     "mase_scale": "mase_scale",
+    "fitted_target_transform": "target_transform",
 }
 TRACKED_SUBCOMMANDS = ("fit", "test")
 CHECKPOINT_SUBCOMMANDS = ("validate", "test", "predict")  # these use a trained model: --ckpt_path is required

@@ -38,12 +38,12 @@ def test_forward_and_predict_shapes(task):
     out = model(batch["x_num"], batch["x_cat"])
     predictions = model.predict_step(batch, 0)
 
-    assert out.shape == (ROWS, TASKS[task])
+    assert out.shape == (ROWS, 1, TASKS[task])  # [B, ensemble members, outputs]
     if task == "classification":
-        torch.testing.assert_close(predictions, out.softmax(dim=1))
+        torch.testing.assert_close(predictions, out[:, 0].softmax(dim=1))
         torch.testing.assert_close(predictions.sum(dim=1), torch.ones(ROWS))
     else:
-        torch.testing.assert_close(predictions, out.squeeze(1) * 2.0 + 10.0)  # back on the original scale
+        torch.testing.assert_close(predictions, out[:, 0, 0] * 2.0 + 10.0)  # back on the original scale
 
 
 @pytest.fixture
@@ -91,13 +91,13 @@ def test_explicit_embedding_dims_set_the_mlp_input_width():
 
     assert net.embeddings.out_dim == 11
     assert net.mlp.layers[0].in_features == N_NUMERIC + 11
-    assert net(torch.randn(5, N_NUMERIC), torch.zeros(5, 2, dtype=torch.int64)).shape == (5, 2)
+    assert net(torch.randn(5, N_NUMERIC), torch.zeros(5, 2, dtype=torch.int64)).shape == (5, 1, 2)
 
 
 def test_numeric_only_net_has_no_embeddings():
     net = TabularNet(N_NUMERIC, [], out_dim=1, hidden_dims=[8])
 
-    assert net(torch.randn(5, N_NUMERIC), torch.zeros(5, 0, dtype=torch.int64)).shape == (5, 1)
+    assert net(torch.randn(5, N_NUMERIC), torch.zeros(5, 0, dtype=torch.int64)).shape == (5, 1, 1)
 
 
 @pytest.mark.parametrize("task", TASKS)

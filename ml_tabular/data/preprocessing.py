@@ -20,6 +20,34 @@ from ml_tabular.errors import DataError
 
 MISSING_CODE = 0  # reserved categorical code for missing and unseen values
 NUMERIC_BLOCK = 4  # numeric columns written to x_num per pass (a float32 buffer of this many columns)
+N_QUANTILES = 256  # training quantiles kept per column by numeric_transform: quantile
+QUANTILE_CLIP = 1e-4  # uniform scores are kept in [clip, 1 - clip]: the normal scores stay within +-3.7
+
+
+def _quantiles(values: np.ndarray) -> list[float]:
+    """``N_QUANTILES`` evenly spaced quantiles of the non-missing ``values`` (empty if all are missing)."""
+    finite = values[~np.isnan(values)]
+    if not finite.size:
+        return []
+    return np.quantile(finite, np.linspace(0, 1, min(N_QUANTILES, finite.size))).tolist()
+
+
+def _normal_scores(values: np.ndarray, quantiles: list[float]) -> None:
+    """Map ``values`` in place through the training quantiles to normal scores (missing stay NaN).
+
+    Interpolated upwards and downwards and averaged, so a value repeated over many quantiles (a discrete
+    feature) lands in the middle of its run, as scikit-learn's ``QuantileTransformer`` does.
+    """
+    if not quantiles:
+        return
+    q = np.asarray(quantiles)
+    levels = np.linspace(0, 1, len(q))
+    up = np.interp(values, q, levels)
+    down = np.interp(-values, -q[::-1], levels[::-1])
+    scores = np.clip(0.5 * (up + down), QUANTILE_CLIP, 1 - QUANTILE_CLIP)
+    missing = np.isnan(values)
+    values[:] = torch.special.ndtri(torch.from_numpy(scores)).numpy()
+    values[missing] = np.nan
 
 
 def _take(values: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
@@ -128,7 +156,11 @@ class TabularPreprocessor:
         indicator_columns: Numeric columns that had missing training values; each adds a 0/1 feature.
         vocabularies: Training labels per categorical column; code ``i + 1`` is label ``i``, 0 is missing/unseen.
         classes: Target labels (classification); class index ``i`` is ``classes[i]``.
-        target_mean / target_std: Training target statistics (regression).
+        target_mean / target_std: Training target statistics (regression), after ``target_transform``.
+        numeric_transform: ``standard`` scales numeric columns by mean and std; ``quantile`` first maps them
+            through their training quantiles to normal scores (robust to skew and outliers).
+        quantiles: Training quantiles per numeric column (``quantile`` only).
+        target_transform: ``log1p`` fits and predicts ``log(1 + y)`` (regression); ``none`` the target as is.
     """
 
     numeric_columns: list[str]
@@ -142,6 +174,9 @@ class TabularPreprocessor:
     classes: list[str] = field(default_factory=list)
     target_mean: float = 0.0
     target_std: float = 1.0
+    numeric_transform: str = "standard"
+    quantiles: list[list[float]] = field(default_factory=list)
+    target_transform: str = "none"
 
     @property
     def n_numeric(self) -> int:
@@ -166,17 +201,21 @@ class TabularPreprocessor:
 
     def fit(self, frame: TableLike, path: str, rows: np.ndarray | None = None) -> TabularPreprocessor:
         """Fit statistics on the training rows ``rows`` of ``frame`` (all rows if ``None``)."""
-        self.means, self.stds, self.indicator_columns = [], [], []
+        self.means, self.stds, self.indicator_columns, self.quantiles = [], [], [], []
         buffer = np.empty(len(frame) if rows is None else len(rows))
         for column in self.numeric_columns:
-            mean, std, has_missing = _moments(_gather(numeric_values(frame, column, path), rows, buffer))
+            values = _gather(numeric_values(frame, column, path), rows, buffer)
+            if self.numeric_transform == "quantile":
+                self.quantiles.append(_quantiles(values))
+                _normal_scores(values, self.quantiles[-1])
+            mean, std, has_missing = _moments(values)
             self.means.append(mean)
             self.stds.append(std)
             if has_missing:
                 self.indicator_columns.append(column)
         self.vocabularies = {c: _vocabulary(_take_series(frame[c], rows)) for c in self.categorical_columns}
         if self.task == "regression":
-            target = _take(numeric_values(frame, self.target, path), rows)
+            target = self._transformed_target(_take(numeric_values(frame, self.target, path), rows), path)
             self.target_mean = float(np.nanmean(target))
             self.target_std = _nonzero(float(np.nanstd(target)))
         return self
@@ -212,6 +251,8 @@ class TabularPreprocessor:
             columns = self.numeric_columns[start : start + NUMERIC_BLOCK]
             for j, column in enumerate(columns):
                 _gather(numeric_values(frame, column, path), rows, values)
+                if self.quantiles:
+                    _normal_scores(values, self.quantiles[start + j])
                 np.isnan(values, out=missing)
                 values -= self.means[start + j]
                 np.divide(values, self.stds[start + j], out=block[j])
@@ -232,8 +273,19 @@ class TabularPreprocessor:
                     f"(known: {self.classes[:10]})."
                 )
             return torch.from_numpy(codes)
-        values = (series_numbers(target, self.target, path) - self.target_mean) / self.target_std
-        return torch.from_numpy(values.astype(np.float32))
+        values = self._transformed_target(series_numbers(target, self.target, path), path)
+        return torch.from_numpy(((values - self.target_mean) / self.target_std).astype(np.float32))
+
+    def _transformed_target(self, values: np.ndarray, path: str) -> np.ndarray:
+        """``values`` after ``target_transform``; ``log1p`` of a value <= -1 raises a :class:`DataError`."""
+        if self.target_transform != "log1p":
+            return values
+        if (values <= -1).any():
+            raise DataError(
+                f"target '{self.target}' in '{path}' has values <= -1 (min {np.nanmin(values)}), which "
+                "data.init_args.target_transform log1p cannot take. Use target_transform none."
+            )
+        return np.log1p(values)
 
     def state_dict(self) -> dict[str, Any]:
         return asdict(self)

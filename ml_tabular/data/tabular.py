@@ -86,6 +86,10 @@ class TabularDataModule(pl.LightningDataModule):
         seed: Seed of the split and of the per-epoch shuffle order.
         predict_path: Table to predict on with ``predict`` (``null`` predicts on ``path``); the target
             column may be absent.
+        numeric_transform: ``standard`` scales each numeric column by its training mean and std; ``quantile``
+            first maps it through its training quantiles to normal scores (robust to skew and outliers).
+        target_transform: ``log1p`` trains a regression on ``log(1 + y)`` (for skewed positive targets such as
+            prices) and predicts on the original scale; ``none`` uses the target as is.
     """
 
     def __init__(
@@ -101,6 +105,8 @@ class TabularDataModule(pl.LightningDataModule):
         batch_size: int = 256,
         seed: int = 42,
         predict_path: str | None = None,
+        numeric_transform: Literal["standard", "quantile"] = "standard",
+        target_transform: Literal["none", "log1p"] = "none",
     ) -> None:
         super().__init__()
         self.save_hyperparameters(logger=False)  # into checkpoints, so a model loads without its config
@@ -118,6 +124,8 @@ class TabularDataModule(pl.LightningDataModule):
         self.batch_size = batch_size
         self.seed = seed
         self.predict_path = predict_path
+        self.numeric_transform = numeric_transform
+        self.target_transform = target_transform
         self.state: TabularState | None = None
         self.splits: dict[str, dict[str, torch.Tensor]] = {}
         self.table_head: pd.DataFrame | None = None  # first raw rows, describing the table (schema, example)
@@ -156,6 +164,11 @@ class TabularDataModule(pl.LightningDataModule):
     @property
     def target_std(self) -> float:
         return self.fitted.target_std
+
+    @property
+    def fitted_target_transform(self) -> str:
+        """The target transform the state was fitted with (``none`` for classification)."""
+        return self.fitted.target_transform
 
     @property
     def fitted(self) -> TabularPreprocessor:
@@ -212,7 +225,10 @@ class TabularDataModule(pl.LightningDataModule):
             task = self._resolve_task(target)
             categorical, numeric = self._column_roles(table)
             classes, strata = self._classes(target) if task == "classification" else ([], None)
-            prep = TabularPreprocessor(numeric, categorical, self.target, task, classes=classes)
+            prep = TabularPreprocessor(
+                numeric, categorical, self.target, task, classes=classes, numeric_transform=self.numeric_transform,
+                target_transform=self.target_transform if task == "regression" else "none",
+            )  # fmt: skip
         else:
             prep = self.state.preprocessor
             strata = prep.encode_target(target, self.path).numpy() if prep.task == "classification" else None

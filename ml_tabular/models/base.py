@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from importlib.metadata import version
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import lightning.pytorch as pl
 import torch
@@ -15,6 +16,22 @@ from ml_tabular.errors import ModelError
 
 Batch = dict[str, Tensor]
 STAGES = ("train", "val", "test")
+LRSchedule = Literal["constant", "warmup_cosine"]
+WARMUP_SHARE = 0.1  # of the training steps, for warmup_cosine
+
+
+def warmup_cosine(total_steps: int, warmup_share: float = WARMUP_SHARE) -> Any:
+    """The learning-rate factor at a step: linear warm-up, then cosine decay to 0 at ``total_steps`` (held there
+    after, so a resumed run that trains longer does not fail)."""
+    warmup = max(1, round(total_steps * warmup_share))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+        return 0.5 * (1 + math.cos(math.pi * progress))
+
+    return factor
 
 
 def check_hparams(
@@ -121,8 +138,16 @@ class MLPSystem(pl.LightningModule):
     def on_test_epoch_end(self) -> None:
         self._log_epoch("test")
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+    def configure_optimizers(self) -> Any:
+        """AdamW, and with ``lr_schedule: warmup_cosine`` its schedule, stepped every training step."""
+        optimizer = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        if self.hparams.get("lr_schedule", "constant") == "constant":
+            return optimizer
+        total = self.trainer.estimated_stepping_batches
+        if not math.isfinite(total):
+            raise ModelError("model.init_args.lr_schedule warmup_cosine needs trainer.max_epochs (or max_steps) set.")
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(int(total)))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Add the torch RNG (dropout), so a resumed run continues bit-identically, and what made the checkpoint."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+import torch
 from torch import Tensor, nn
 from torchmetrics import (
     AUROC,
@@ -16,8 +17,9 @@ from torchmetrics import (
 )
 
 from ml_tabular.errors import ModelError
-from ml_tabular.models.base import Batch, MLPSystem, check_hparams
+from ml_tabular.models.base import Batch, LRSchedule, MLPSystem, check_hparams
 from ml_tabular.nn import TabularNet
+from ml_tabular.nn.tabular import NumericEmbedding
 
 
 def _classification_metrics(n_classes: int) -> MetricCollection:
@@ -52,8 +54,17 @@ class TabularMLP(MLPSystem):
         norm: Normalisation after each hidden linear layer: ``none``, ``batch`` or ``layer``.
         activation: Hidden activation.
         embedding_dims: Embedding width per categorical column; ``null`` uses ``min(50, (card + 1) // 2)``.
-        lr: AdamW learning rate.
+        numeric_embedding: ``periodic`` turns each numeric feature into a vector of trainable sin/cos features
+            (Gorishniy et al. 2022; helps where a target depends on a feature irregularly); ``none`` feeds it raw.
+        numeric_embedding_dim: Width of each numeric feature's embedding.
+        ensemble_size: Members of a parameter-efficient ensemble (BatchEnsemble MLPs, as in TabM); each is
+            trained on every batch and the prediction is their mean. 1: a single MLP.
+        target_transform: How the regression target was transformed before scaling: ``log1p`` trains on
+            ``log(1 + y)`` (skewed positive targets) and predicts on the original scale (linked).
+        lr: AdamW learning rate (the peak rate under a schedule).
         weight_decay: AdamW weight decay.
+        lr_schedule: ``constant``, or ``warmup_cosine``: linear warm-up over the first 10 % of the training steps,
+            then cosine decay to 0 (needs ``trainer.max_epochs``).
     """
 
     model_type = "tabular_mlp"
@@ -71,12 +82,20 @@ class TabularMLP(MLPSystem):
         norm: Literal["none", "batch", "layer"] = "none",
         activation: Literal["relu", "gelu", "silu", "tanh", "leaky_relu"] = "relu",
         embedding_dims: list[int] | None = None,
+        numeric_embedding: NumericEmbedding = "none",
+        numeric_embedding_dim: int = 16,
+        ensemble_size: int = 1,
+        target_transform: Literal["none", "log1p"] = "none",
         lr: float = 1e-3,
         weight_decay: float = 0.0,
+        lr_schedule: LRSchedule = "constant",
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         check_hparams(hidden_dims, dropout, lr, weight_decay, embedding_dims)
+        for key, value in {"numeric_embedding_dim": numeric_embedding_dim, "ensemble_size": ensemble_size}.items():
+            if value < 1:
+                raise ModelError(f"model.init_args.{key} must be >= 1, got {value}.")
         cardinalities = cardinalities or []
         if task == "classification" and n_outputs < 2:
             raise ModelError(f"classification needs n_outputs >= 2 classes, got {n_outputs}.")
@@ -88,39 +107,50 @@ class TabularMLP(MLPSystem):
                 f"{len(cardinalities)} categorical columns; give one per column or null."
             )
         self.net = TabularNet(
-            n_numeric, cardinalities, n_outputs, hidden_dims, dropout, norm, activation, embedding_dims
-        )
+            n_numeric, cardinalities, n_outputs, hidden_dims, dropout, norm, activation, embedding_dims,
+            numeric_embedding, numeric_embedding_dim, ensemble_size,
+        )  # fmt: skip
         self.loss_fn: nn.Module = nn.CrossEntropyLoss() if task == "classification" else nn.MSELoss()
         metrics = _classification_metrics(n_outputs) if task == "classification" else _regression_metrics()
         self._init_metrics(metrics)
 
     def forward(self, x_num: Tensor, x_cat: Tensor) -> Tensor:
-        """Logits ``[B, n_classes]`` (classification) or standardised values ``[B, 1]`` (regression)."""
+        """Per ensemble member: logits ``[B, k, n_classes]`` (classification) or standardised values ``[B, k, 1]``."""
         return self.net(x_num, x_cat)
 
     def loss_and_output(self, batch: Batch) -> tuple[Tensor, Tensor]:
+        """The members' mean loss (each member learns from the whole batch) and their outputs ``[B, k, out]``."""
         out = self(batch["x_num"], batch["x_cat"])
-        if self.hparams.task == "regression":
-            out = out.squeeze(1)
-        return self.loss_fn(out, batch["y"]), out
+        k = out.shape[1]
+        if self.hparams.task == "classification":
+            loss = self.loss_fn(out.flatten(0, 1), batch["y"].repeat_interleave(k))  # [B*k, C] vs [B*k]
+        else:
+            loss = self.loss_fn(out.squeeze(2), batch["y"].unsqueeze(1).expand(-1, k))  # [B, k] vs [B, k]
+        return loss, out
+
+    def combine(self, output: Tensor) -> Tensor:
+        """The ensemble's prediction from ``[B, k, out]``: mean class probabilities ``[B, C]``, or the mean
+        standardised value ``[B]``."""
+        if self.hparams.task == "classification":
+            return output.softmax(dim=2).mean(dim=1)
+        return output.squeeze(2).mean(dim=1)
 
     def metric_inputs(self, output: Tensor, batch: Batch) -> tuple[Tensor, Tensor]:
         """Probabilities (of class 1 when binary) and class indices, or values on the original scale."""
+        combined = self.combine(output)
         if self.hparams.task == "classification":
-            probs = output.softmax(dim=1)
-            return (probs[:, 1] if self.hparams.n_outputs == 2 else probs), batch["y"]
-        return self.unscale(output), self.unscale(batch["y"])
+            return (combined[:, 1] if self.hparams.n_outputs == 2 else combined), batch["y"]
+        return self.unscale(combined), self.unscale(batch["y"])
 
     def unscale(self, values: Tensor) -> Tensor:
-        """Standardised target values -> the original scale."""
-        return values * self.hparams.target_std + self.hparams.target_mean
+        """Standardised (and transformed) target values -> the original scale."""
+        values = values * self.hparams.target_std + self.hparams.target_mean
+        return torch.expm1(values) if self.hparams.target_transform == "log1p" else values
 
     def predict_step(self, batch: Batch, batch_idx: int) -> Tensor:
         """Class probabilities ``[B, n_classes]``, or predictions ``[B]`` on the original scale."""
-        out = self(batch["x_num"], batch["x_cat"])
-        if self.hparams.task == "classification":
-            return out.softmax(dim=1)
-        return self.unscale(out.squeeze(1))
+        combined = self.combine(self(batch["x_num"], batch["x_cat"]))
+        return combined if self.hparams.task == "classification" else self.unscale(combined)
 
 
 __all__ = ["TabularMLP"]

@@ -9,7 +9,7 @@ from torch import Tensor, nn
 Norm = Literal["none", "batch", "layer"]
 Activation = Literal["relu", "gelu", "silu", "tanh", "leaky_relu"]
 
-_ACTIVATIONS: dict[str, type[nn.Module]] = {
+ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
     "gelu": nn.GELU,
     "silu": nn.SiLU,
@@ -51,7 +51,7 @@ class MLP(nn.Module):
         layers: list[nn.Module] = []
         width = in_dim
         for hidden in hidden_dims:
-            layers += [nn.Linear(width, hidden), _norm_layer(norm, hidden), _ACTIVATIONS[activation]()]
+            layers += [nn.Linear(width, hidden), _norm_layer(norm, hidden), ACTIVATIONS[activation]()]
             if dropout > 0:
                 layers.append(nn.Dropout(dropout))
             width = hidden
