@@ -111,7 +111,8 @@ def _reason(err: Exception) -> str:
     text = re.sub(r"\x1b\[[0-9;]*m", "", str(err)).strip()
     if text.startswith("Weights only load failed"):
         return "weights-only loading refused its contents"
-    return text.splitlines()[0] if text else type(err).__name__
+    first = text.splitlines()[0] if text else type(err).__name__
+    return first.split(". ", 1)[0].rstrip(".") + "."  # torch adds sentences of advice on corrupted files
 
 
 def class_path(cls: type) -> str:
