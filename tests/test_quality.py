@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "quality.py"
-TABLES = ("diamonds", "ames", "hotel_rates", "credit_data", "hpc_jobs", "taxi_tips")
+TABLES = ("diamonds", "ames", "hotel_rates", "credit_data", "hpc_jobs", "chile_vote")
 SERIES = ("elecdemand", "taylor", "nyc_weather")
 HEADER = [
     "dataset",

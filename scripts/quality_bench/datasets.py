@@ -91,7 +91,13 @@ TABLES = [
         "classification",
         "run time class of unix jobs (very fast, fast, moderate, long) from their settings; 4 classes",
     ),
-    TableSpec("taxi_tips", "modeldata/taxi", "tip", "classification", "Chicago taxi trips, 2022: tipped or not"),
+    TableSpec(
+        "chile_vote",
+        "carData/Chile",
+        "vote",
+        "classification",
+        "voting intention in the 1988 Chilean plebiscite survey (yes, no, abstain, undecided); missing values",
+    ),
 ]
 
 SERIES = [
