@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import tempfile
 import time
@@ -81,7 +82,7 @@ def quiet() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
 
 
-def document(rows: list[Row], args: argparse.Namespace, seconds: float) -> str:
+def document(rows: list[Row], args: argparse.Namespace, seconds: float, load: tuple[float, float]) -> str:
     """The markdown file: the table, then where each data set comes from."""
     sources = "\n".join(f"- `{row.dataset}`: {row.source}" for row in rows)
     mode = " (--quick: tiny subsets, 1 epoch; the numbers mean nothing)" if args.quick else ""
@@ -93,7 +94,8 @@ def document(rows: list[Row], args: argparse.Namespace, seconds: float) -> str:
     return (
         f"# ml_tabular quality benchmark{mode}\n\n{markdown_table(rows)}\n\n"
         f"Test split scores, the best of each row in bold{seeds}. Training time: `ml_tabular fit` wall time "
-        f"per seed. Run time {seconds:.0f} s.\n\n{sources}\n"
+        f"per seed. Run time {seconds:.0f} s; load average {load[0]:.1f} before, {load[1]:.1f} after "
+        f"({os.cpu_count()} cores): times grow with it, scores do not.\n\n{sources}\n"
     )
 
 
@@ -101,7 +103,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     quiet()
     torch.set_num_threads(args.threads)
-    started = time.perf_counter()
+    started, load_before = time.perf_counter(), os.getloadavg()[0]
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="ml_tabular_quality_") as tmp:
         for name in args.names:
@@ -116,7 +118,8 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"[{elapsed:6.1f}s] {name} seed {seed}: {runs[-1].metric} {scores}", file=sys.stderr)
             rows.append(over_seeds(runs))
     seconds = time.perf_counter() - started
-    text = document(rows, args, seconds)
+    load = (load_before, os.getloadavg()[0])
+    text = document(rows, args, seconds, load)
     print(text)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(text)
