@@ -1,3 +1,6 @@
 """Commands beside LightningCLI's fit/validate/test/predict: ``ml_tabular <name> --help``."""
 
-COMMANDS = {"ui": "ml_tabular.commands.ui"}  # name -> module with ``main(argv)``, imported on use
+COMMANDS = {
+    "ui": "ml_tabular.commands.ui",
+    "serve": "ml_tabular.commands.serve",
+}  # name -> module with ``main(argv)``, imported on use
