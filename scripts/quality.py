@@ -93,9 +93,9 @@ def document(rows: list[Row], args: argparse.Namespace, seconds: float, load: tu
     )
     return (
         f"# ml_tabular quality benchmark{mode}\n\n{markdown_table(rows)}\n\n"
-        f"Test split scores, the best of each row in bold{seeds}. Training time: `ml_tabular fit` wall time "
-        f"per seed. Run time {seconds:.0f} s; load average {load[0]:.1f} before, {load[1]:.1f} after "
-        f"({os.cpu_count()} cores): times grow with it, scores do not.\n\n{sources}\n"
+        f"Test split scores, the best of each row in bold{seeds}. Training time: CPU seconds of `ml_tabular fit` "
+        f"per seed (torch on {args.threads} thread(s); wall times are in the JSON). Run time {seconds:.0f} s, "
+        f"load average {load[0]:.1f} before and {load[1]:.1f} after on {os.cpu_count()} cores.\n\n{sources}\n"
     )
 
 

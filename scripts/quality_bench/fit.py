@@ -26,13 +26,14 @@ CONFIGS = {"tabular": REPO / "configs" / "tabular.yaml", "series": REPO / "confi
 @dataclass
 class Fit:
     """A finished fit: its DataModule (fitted, with its splits), the model (the best checkpoint's weights),
-    the test metrics of the best checkpoint, the wall time of ``fit`` (reading and preparing the data
-    included) and the epochs it ran."""
+    the test metrics of the best checkpoint, the wall and CPU (this process's) seconds of ``fit`` (reading and
+    preparing the data included) and the epochs it ran."""
 
     datamodule: Any
     model: Any
     metrics: dict[str, float]
     seconds: float
+    cpu_seconds: float
     epochs: int
 
 
@@ -58,15 +59,16 @@ def fit_and_test(kind: str, data_args: dict[str, Any], folder: Path, quick: bool
     log = folder / "fit.log"
     with log.open("w") as sink, contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
         try:
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             cli = MLTabularCLI(args=args)
-            seconds = time.perf_counter() - start
+            seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
             trainer: pl.Trainer = cli.trainer
             metrics = trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path="best", verbose=False)[0]
         except (Exception, SystemExit) as exc:  # a config error exits
             sink.flush()
             raise RuntimeError(f"ml_tabular {' '.join(args)} failed; its log ends:\n{_tail(log)}") from exc
-    return Fit(cli.datamodule, cli.model, {k: float(v) for k, v in metrics.items()}, seconds, trainer.current_epoch)
+    metrics = {k: float(v) for k, v in metrics.items()}
+    return Fit(cli.datamodule, cli.model, metrics, seconds, cpu_seconds, trainer.current_epoch)
 
 
 def config_seed(kind: str) -> int:

