@@ -30,6 +30,8 @@ Measurements:
   6. scale: per row count (``--scale``), each in its own subprocess: the peak memory of loading +
      ``setup("fit")`` relative to the feature bytes (rows * 32 * 4) (<= 2x), and tracked Lightning
      rows/s, as time per row relative to the smallest size (flat within 1.3x).
+  7. serving: ``ml_tabular serve`` on a model trained here, p50 latency of a one-row JSON request over 200
+     sequential requests per repeat (reported, no target), and the time from start to the first ``/ping``.
 
 Pairing: this machine's speed drifts by 10 % and more within seconds, more than the differences measured,
 so the plain loop is not timed in runs of its own. One plain step runs after every Lightning step, outside
@@ -78,6 +80,7 @@ from bench.memory import series_memory, worker_series_memory
 from bench.predict import predict_throughput
 from bench.results import Results, print_table
 from bench.scale import scale, worker_tabular_scale
+from bench.serving import serving_latency
 from bench.startup import startup
 from bench.systems import BATCH_SIZE
 from bench.training import series_training, tabular_training
@@ -108,6 +111,7 @@ SUITES: dict[str, Callable[[Context], Results]] = {
     "predict": predict_throughput,
     "startup": startup,
     "scale": scale,
+    "serving": serving_latency,
 }
 WORKERS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "series-memory": worker_series_memory,

@@ -27,6 +27,8 @@ MEASUREMENTS = [
     "predict_bare_forward",
     "startup_ml_tabular_help",
     "startup_import_lightning",
+    "serving_one_row_p50",
+    "serving_startup",
     *(f"scale_{rows}_{kind}" for rows in QUICK_SCALE for kind in ("train_tracked", "setup_peak_memory")),
 ]
 TARGETS = [
