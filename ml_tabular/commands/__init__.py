@@ -3,4 +3,5 @@
 COMMANDS = {
     "ui": "ml_tabular.commands.ui",
     "serve": "ml_tabular.commands.serve",
+    "register": "ml_tabular.commands.register",
 }  # name -> module with ``main(argv)``, imported on use

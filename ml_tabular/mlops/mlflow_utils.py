@@ -165,9 +165,34 @@ def log_artifacts_from_paths(paths: Iterable[str | Path], artifact_subdir: str |
         recorder.upload(paths, artifact_subdir)
 
 
-def register_best_model(run_id: str, model_uri: str, registered_model_name: str) -> Any:
-    """Register ``model_uri`` (e.g. ``runs:/<id>/model`` or ``models:/m-...``) under a name; returns the version."""
-    require_mlflow()
-    import mlflow
+def register_best_model(
+    run_id: str,
+    model_uri: str | None,
+    registered_model_name: str,
+    alias: str | None = None,
+    *,
+    description: str | None = None,
+) -> Any:
+    """Register a run's MLflow model on the current tracking store as ``ml_tabular register --run-id`` does.
 
-    return mlflow.register_model(model_uri, registered_model_name, tags={"source_run_id": run_id})
+    Args:
+        run_id: The run; its best ``val_loss``, dataset digest and git commit are recorded as version tags.
+        model_uri: ``None`` or ``runs:/<run_id>/model`` for the run's latest MLflow model, or any URI
+            ``mlflow.register_model`` takes (``models:/m-...``).
+        registered_model_name: Registered model to add a version to (made on first use).
+        alias: Alias to point at the new version (``champion``, ``staging``, ...); ``None``: none.
+        description: Version description (default: the run, its experiment and metric).
+
+    Returns:
+        The new ``ModelVersion``.
+    """
+    require_mlflow()
+    from ml_tabular.mlops.registry import DEFAULT_METRIC, Registry, metric_mode
+
+    registry = Registry()
+    run = registry.run(run_id)
+    value = registry.best_value(run_id, DEFAULT_METRIC, metric_mode(DEFAULT_METRIC, None))
+    registration = registry.register(
+        run, registered_model_name, alias, DEFAULT_METRIC, value, model_uri=model_uri, description=description
+    )
+    return registry.client.get_model_version(registered_model_name, registration.version)
