@@ -42,13 +42,13 @@ def main() -> None:
             net.train()
             for batch in data.train_dataloader():
                 optimizer.zero_grad()
-                loss = loss_fn(net(batch["x_num"], batch["x_cat"]), batch["y"])
+                loss = loss_fn(net(batch["x_num"], batch["x_cat"])[:, 0], batch["y"])  # [B, 1 member, C] -> [B, C]
                 loss.backward()
                 optimizer.step()
             net.eval()
             with torch.no_grad():
                 val = data.splits["val"]
-                logits = net(val["x_num"], val["x_cat"])
+                logits = net(val["x_num"], val["x_cat"])[:, 0]
                 metrics = {
                     "train_loss": loss.item(),
                     "val_loss": loss_fn(logits, val["y"]).item(),
