@@ -128,6 +128,7 @@ def main(argv: list[str] | None = None) -> None:
             "quick": args.quick,
             "seeds": args.seeds,
             "seconds": seconds,
+            "load_average": load,
             "rows": [row.to_dict() for row in rows],
         }
         args.json.write_text(json.dumps(payload, indent=2))
