@@ -70,6 +70,7 @@ def test_signature_names_the_raw_columns_and_requirements_name_ml_tabular(model_
     finally:
         mlflow.set_tracking_uri(None)
     inputs = {c.name: c.type.name for c in info.signature.inputs.inputs}
+    assert all(c.required for c in info.signature.inputs.inputs)  # the model reads every column it names
     assert set(inputs) == {"x1", "x2", "color", "size"} and inputs["x2"] == "double" and inputs["color"] == "string"
     assert {c.name for c in info.signature.outputs.inputs} == {"prediction", "prob_0", "prob_1"}
     assert [c.name for c in forecaster.signature.inputs.inputs] == ["timestamp", "value", "temp"]

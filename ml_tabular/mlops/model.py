@@ -56,8 +56,8 @@ def log_checkpoint_model(
     with warnings.catch_warnings():  # its integer-column hint: example_rows() already made them floats
         warnings.simplefilter("ignore", UserWarning)
         signature = infer_signature(example, predictions)
-    signature.inputs = Schema(
-        [ColSpec(AnyType(), c.name) if c.name in time_columns else c for c in signature.inputs.inputs]
+    signature.inputs = Schema(  # every column required: the model reads each one (missing values are fine)
+        [ColSpec(AnyType() if c.name in time_columns else c.type, c.name) for c in signature.inputs.inputs]
     )
     client = mlflow.MlflowClient(tracking_uri)
     run = client.get_run(run_id)
