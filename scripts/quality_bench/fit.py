@@ -21,6 +21,7 @@ from ml_tabular.cli import MLTabularCLI
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = {"tabular": REPO / "configs" / "tabular.yaml", "series": REPO / "configs" / "timeseries.yaml"}
+OVERRIDES: dict[str, list[str]] = {"tabular": [], "series": []}  # --set flags of quality.py, per config kind
 
 
 @dataclass
@@ -53,6 +54,7 @@ def fit_and_test(kind: str, data_args: dict[str, Any], folder: Path, quick: bool
         "--mlflow.enabled=false",
         f"--trainer.default_root_dir={folder}",
         "--trainer.enable_progress_bar=false",
+        *OVERRIDES[kind],
         *(["--trainer.max_epochs=1"] if quick else []),
         *([f"--seed_everything={seed}", f"--data.init_args.seed={seed}"] if seed is not None else []),
     ]
