@@ -185,9 +185,9 @@ class TabularDataModule(pl.LightningDataModule):
         again with the stored seed and fractions and transformed with the stored preprocessing, nothing refitted.
         """
         sha256 = file_sha256(self.path) if Path(self.path).is_file() else ""
+        if sha256 and self.state is not None and self.state.split is not None:
+            self.state.split.check_file(self.path, sha256)  # before reading: a changed file may not even parse
         table = TableFile(self.path)
-        if self.state is not None and self.state.split is not None:
-            self.state.split.check_file(self.path, sha256)
         self.table_head, self.table_rows = table.head(TABLE_HEAD_ROWS), len(table)
         require_columns(table.columns, [self.target], "data.init_args.target", self.path)
         for key in ("categorical_columns", "numeric_columns", "drop_columns"):
