@@ -35,6 +35,7 @@ DATA_TO_MODEL_LINKS = {
     "input_size": "input_size",
     "horizon": "horizon",
     "n_channels": "n_channels",
+    "n_calendar": "n_calendar",
     "mase_scale": "mase_scale",
     "fitted_target_transform": "target_transform",
 }
@@ -163,6 +164,29 @@ class MLTabularCLI(LightningCLI):
             )
         return parser
 
+    def before_instantiate_classes(self) -> None:
+        """Check the tracking store before any data is read: a server that answers and lets this user write to the
+        experiment (one line and exit 2 if not), a fresh SQLite store created by one process at a time."""
+        mlflow = self.app_config().mlflow
+        if not mlflow.enabled or self.subcommand not in TRACKED_SUBCOMMANDS:
+            return
+        from ml_tabular.mlops.store_check import check_tracking_store
+        from ml_tabular.mlops.tracking import require_mlflow, resolve_tracking_uri
+
+        require_mlflow()
+        uri = resolve_tracking_uri(mlflow.tracking_uri)
+        check_tracking_store(uri, self._experiment_name(mlflow), write=self.subcommand == "fit")
+
+    def _model_type(self) -> str:
+        """The model family (``tabular_mlp``, ``ts_mlp``), read from the model class before it is instantiated."""
+        module, _, name = self._value(self.config, "model")["class_path"].rpartition(".")
+        return getattr(getattr(importlib.import_module(module), name), "model_type", name)
+
+    def _experiment_name(self, mlflow: MlflowConfig) -> str:
+        from ml_tabular.mlops.naming import DEFAULT_EXPERIMENTS
+
+        return mlflow.experiment_name or DEFAULT_EXPERIMENTS.get(self._model_type(), "ml_tabular")
+
     def instantiate_classes(self) -> None:
         """LightningCLI's, with each DataModule given its state before the links read its sizes: restored from
         the checkpoint, or (``fit`` from scratch) fitted on the training file."""
@@ -223,7 +247,7 @@ class MLTabularCLI(LightningCLI):
 
     def _mlflow_logger(self, mlflow: MlflowConfig) -> pl.loggers.Logger:
         from ml_tabular.mlops.logger import MLTabularLogger
-        from ml_tabular.mlops.naming import DEFAULT_EXPERIMENTS, DEFAULT_RUN_NAMES
+        from ml_tabular.mlops.naming import DEFAULT_RUN_NAMES
         from ml_tabular.mlops.recorder import TEST_LOG, TRAIN_LOG
         from ml_tabular.mlops.resume import RunChoice, choose_run
         from ml_tabular.mlops.tracking import format_run_name, require_mlflow, resolve_tracking_uri, run_tags
@@ -236,7 +260,7 @@ class MLTabularCLI(LightningCLI):
 
             choice = choose_run(MlflowClient(tracking_uri), self.checkpoint, self.subcommand)
             logging.getLogger("ml_tabular").info(choice.message)
-        model_type = getattr(self.model, "model_type", type(self.model).__name__)
+        model_type = self._model_type()
         dataset = getattr(self.datamodule, "dataset_name", "unknown")
         seed = self._value(self.config, "seed_everything")
         fields = {  # data last: the model's linked args (input_size, horizon, ...) hold defaults here
@@ -247,7 +271,7 @@ class MLTabularCLI(LightningCLI):
             "model": model_type,
         }
         return MLTabularLogger(
-            experiment_name=mlflow.experiment_name or DEFAULT_EXPERIMENTS.get(model_type, "ml_tabular"),
+            experiment_name=self._experiment_name(mlflow),
             run_name=format_run_name(mlflow.run_name or DEFAULT_RUN_NAMES.get(model_type), fields),
             tracking_uri=tracking_uri,
             tags=run_tags(model_type, dataset, seed, env=self.profile.env) | choice.tags,

@@ -256,3 +256,32 @@ def model_zoo(tmp_path_factory: pytest.TempPathFactory, empty_store: Path) -> Mo
     table.unlink()
     series.unlink()
     return ModelZoo(store, folder, models)
+
+
+@pytest.fixture(scope="session")
+def postgresql():
+    """A PostgreSQL server for the session (tests/postgres.py), on a free loopback port."""
+    from postgres import running_postgres
+
+    with running_postgres() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def auth_server(postgresql, tmp_path_factory: pytest.TempPathFactory):
+    """``ml_tabular server --auth`` on a PostgreSQL database, for the session (tests/team_server.py)."""
+    from team_server import team_server
+
+    uri = postgresql.create_database("mlflow")
+    with team_server(tmp_path_factory.mktemp("auth_server"), uri, auth=True) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def sqlite_server(tmp_path_factory: pytest.TempPathFactory):
+    """``ml_tabular server`` on a SQLite store, without authentication, for the session."""
+    from team_server import team_server
+
+    folder = tmp_path_factory.mktemp("sqlite_server")
+    with team_server(folder, f"sqlite:///{folder / 'mlflow.db'}", auth=False) as server:
+        yield server

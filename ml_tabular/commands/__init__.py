@@ -4,4 +4,5 @@ COMMANDS = {
     "ui": "ml_tabular.commands.ui",
     "serve": "ml_tabular.commands.serve",
     "register": "ml_tabular.commands.register",
+    "server": "ml_tabular.commands.server",
 }  # name -> module with ``main(argv)``, imported on use

@@ -1,0 +1,157 @@
+"""Start-up checks of the tracking store, before any data is read: a server that answers and lets this user write,
+a SQLite store and an experiment created by one process at a time."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from ml_tabular.errors import TrackingError
+from ml_tabular.mlops.secrets import redact_value
+
+PROBE_TIMEOUT_SECONDS = 5  # per request; MLflow's default is 120 s, retried 7 times with backoff (~4 min)
+# MLflow's own settings, read at each request (mlflow.environment_variables)
+RETRIES_VAR, TIMEOUT_VAR = "MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT"
+CREDENTIALS = "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
+
+
+def check_tracking_store(uri: str, experiment_name: str, write: bool = True) -> None:
+    """Stop with one line when the store cannot take this run; make a new SQLite store and experiment safely.
+
+    A server must answer ``/health`` and accept the credentials; each request gets one quick attempt (no retries,
+    a short timeout). A SQLite store is created under a file lock. With ``write`` (``fit``), the experiment is
+    created if missing (another process creating it at the same moment is fine) and written to: the tag the
+    logger sets anyway (``mlflow.experimentKind``), so a user without write permission learns it here.
+
+    Args:
+        uri: The resolved tracking URI.
+        experiment_name: Experiment the run goes to.
+        write: Create the experiment and check write permission (``fit``), not only read access (``test``).
+    """
+    remote = uri.startswith(("http://", "https://"))
+    if remote:
+        _check_reachable(uri)
+    elif uri.startswith("sqlite:///"):
+        create_sqlite_store(uri)
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from ml_tabular.mlops.logger import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG  # Lightning's: imported by fit anyway
+
+    client = MlflowClient(uri)
+    with _quick_requests():
+        try:
+            experiment = client.get_experiment_by_name(experiment_name)
+            if write:
+                experiment_id = experiment.experiment_id if experiment else _create_experiment(client, experiment_name)
+                client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+        except MlflowException as err:
+            if remote:
+                raise _refusal(uri, experiment_name, err) from None
+            raise
+
+
+def _create_experiment(client: Any, name: str) -> str:
+    """Create experiment ``name``, or take the one another process has just created under that name."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.create_experiment(name)
+    except MlflowException as err:
+        if err.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+        return client.get_experiment_by_name(name).experiment_id
+
+
+def _check_reachable(uri: str) -> None:
+    # mlflow.utils.rest_utils.http_request: not documented, but it is how MLflow's client talks to a server
+    # (its TLS and credential settings included), and the one call taking max_retries/timeout per request.
+    from mlflow.exceptions import MlflowException
+    from mlflow.utils.credentials import get_default_host_creds
+    from mlflow.utils.rest_utils import http_request
+
+    creds = get_default_host_creds(uri.rstrip("/"))
+    try:  # any HTTP answer will do: the calls after this one say what is wrong with it
+        http_request(creds, "/health", "GET", max_retries=0, timeout=PROBE_TIMEOUT_SECONDS, raise_on_status=False)
+    except MlflowException as err:
+        raise TrackingError(
+            f"tracking server {redact_value(uri)} is not reachable ({_connection_failure(str(err))}). "
+            f"Start it (see `ml_tabular server --help`), or train on the local store instead: {_local_hint()}."
+        ) from None
+
+
+def _connection_failure(message: str) -> str:
+    """What went wrong, in words, from the exception text requests/urllib3 give MLflow."""
+    text = message.lower()
+    if "refused" in text:
+        return "connection refused"
+    if "timeout" in text or "timed out" in text:
+        return f"no answer within {PROBE_TIMEOUT_SECONDS} s"
+    if "name resolution" in text or "name or service not known" in text or "nodename nor servname" in text:
+        return "unknown host name"
+    return "no connection"
+
+
+def _local_hint() -> str:
+    """How to train locally: the flag beats the profile and ``ML_TABULAR_MLFLOW__TRACKING_URI``, and its null falls
+    back to ``MLFLOW_TRACKING_URI``."""
+    hint = "--mlflow.tracking_uri null"
+    if os.environ.get("MLFLOW_TRACKING_URI", "").startswith(("http://", "https://")):
+        hint += " and unset MLFLOW_TRACKING_URI"
+    return hint
+
+
+def _refusal(uri: str, experiment_name: str, err: Exception) -> TrackingError:
+    from mlflow.utils.credentials import read_mlflow_creds
+
+    server = f"tracking server {redact_value(uri)}"
+    user = read_mlflow_creds().username
+    code = getattr(err, "error_code", "")
+    if code == "UNAUTHENTICATED" and user:
+        return TrackingError(
+            f"{server} refused user '{user}' (HTTP 401: wrong user name or password). Set {CREDENTIALS} to your "
+            "account there."
+        )
+    if code == "UNAUTHENTICATED":
+        return TrackingError(f"{server} asks for a user name and password (HTTP 401): set {CREDENTIALS}.")
+    if code == "PERMISSION_DENIED":
+        return TrackingError(
+            f"{server}: user '{user}' has no permission to write to experiment '{experiment_name}' (HTTP 403). "
+            "Ask its owner or an admin for EDIT permission on it, or use another --mlflow.experiment_name."
+        )
+    first_line = str(getattr(err, "message", err)).strip().splitlines()[0][:300]
+    return TrackingError(f"{server} did not accept the start-up check: {first_line}")
+
+
+@contextmanager
+def _quick_requests() -> Iterator[None]:
+    """MLflow's client without retries and with a short timeout inside the block (then as it was)."""
+    saved = {name: os.environ.get(name) for name in (RETRIES_VAR, TIMEOUT_VAR)}
+    os.environ.update({RETRIES_VAR: "0", TIMEOUT_VAR: str(PROBE_TIMEOUT_SECONDS)})
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def create_sqlite_store(uri: str) -> None:
+    """Open the SQLite store at ``uri`` under a file lock beside it (``<file>.lock``), creating it if new.
+
+
+    MLflow creates a fresh store by running its schema migrations; two processes doing that at once collide
+    (``table already exists``, alembic version mismatches). Under the lock the first creates it and the others
+    then find it made. The store object is cached by MLflow per URI, so the run reuses it.
+    """
+    from filelock import FileLock
+    from mlflow import MlflowClient
+
+    path = Path(uri.removeprefix("sqlite:///"))
+    with FileLock(f"{path}.lock"):
+        MlflowClient(uri).search_experiments(max_results=1)
