@@ -325,3 +325,57 @@ def test_the_server_is_modest_and_keeps_its_secrets_off_command_lines(team) -> N
     assert 2 <= len(below) <= 5, [command_line(p.pid) for p in below]
     for secret in (DB_PASSWORD, ADMIN_PASSWORD):
         assert command_lines_with(secret) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        ([], {}, "ml_tabular server needs a database: set MLFLOW_BACKEND_STORE_URI or pass --backend-store-uri."),
+        (
+            ["--auth"],
+            {"MLFLOW_BACKEND_STORE_URI": "sqlite:///m.db", "MLFLOW_FLASK_SERVER_SECRET_KEY": "k"},
+            "--auth needs MLFLOW_AUTH_ADMIN_PASSWORD in the environment: MLFLOW_AUTH_ADMIN_PASSWORD is the password "
+            "of the user 'admin' (>= 12 characters), MLFLOW_FLASK_SERVER_SECRET_KEY a long random string, the same "
+            "on every replica (python -c 'import secrets; print(secrets.token_hex(32))').",
+        ),
+        (
+            ["--auth"],
+            {
+                "MLFLOW_BACKEND_STORE_URI": "sqlite:///m.db",
+                "MLFLOW_AUTH_ADMIN_PASSWORD": "short",
+                "MLFLOW_FLASK_SERVER_SECRET_KEY": "k",
+            },
+            "MLFLOW_AUTH_ADMIN_PASSWORD has 5 characters: MLflow's basic-auth needs at least 12.",
+        ),
+        (
+            ["--backend-store-uri", "./mlruns"],
+            {},
+            "backend store './mlruns' is not a database URI: use postgresql+psycopg2://... or "
+            "sqlite:////absolute/path/mlflow.db.",
+        ),
+    ],
+)
+def test_server_refuses_what_cannot_work_on_one_line(isolated, monkeypatch, capsys, args, env, message) -> None:
+    from ml_tabular.cli import main
+
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+
+    with pytest.raises(SystemExit) as exited:
+        main(["server", "--artifacts-destination", "artifacts", *args])
+
+    assert exited.value.code == 2
+    assert capsys.readouterr().err == f"ml_tabular: error: {message}\n"
+
+
+def test_server_on_a_taken_port_is_one_line(isolated, capsys, tmp_path) -> None:
+    from ml_tabular.cli import main
+
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+        with pytest.raises(SystemExit) as exited:
+            main(["server", "--backend-store-uri", store, "--artifacts-destination", "a", "--port", str(port)])
+
+    assert exited.value.code == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err

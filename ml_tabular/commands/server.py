@@ -144,12 +144,14 @@ def client_url(host: str, port: int) -> str:
 def server(args: argparse.Namespace) -> int:
     """Start ``mlflow server`` as the flags say; returns its exit code (see ``run_server``)."""
     from ml_tabular.commands.process_group import run_server
+    from ml_tabular.commands.serve import check_port
     from ml_tabular.mlops.tracking import require_mlflow
 
     require_mlflow()
     uri = store_uri(args.backend_store_uri)
     if args.auth:
         check_auth_settings()
+    check_port(args.host, args.port)
     destination = args.artifacts_destination
     if "://" not in destination:
         destination = str(Path(destination).resolve())
