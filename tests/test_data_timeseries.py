@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from conftest import make_series
 
-from ml_tabular.data import series, timeseries
+from ml_tabular.data import series, series_state
 from ml_tabular.data.timeseries import TimeSeriesDataModule
 from ml_tabular.data.windows import chronological_bounds, clean_windows, valid_window_starts
 from ml_tabular.errors import DataError
@@ -206,7 +206,7 @@ def test_reading_in_small_chunks_gives_the_same_data(tmp_path, monkeypatch, name
         frame.to_parquet(path, row_group_size=50)
     options = {"feature_columns": ["temp"], "series_id_column": "store", "season_length": 2}
     whole = fitted(str(path), **options)
-    for module in (series, timeseries):
+    for module in (series, series_state):
         monkeypatch.setattr(module, "CHUNK_ROWS", 7)  # batches, time differences and scaling in 7-row chunks
 
     chunked = fitted(str(path), **options)
@@ -226,7 +226,7 @@ def test_reading_in_small_chunks_gives_the_same_data(tmp_path, monkeypatch, name
 def test_a_duplicate_timestamp_is_found_wherever_the_chunks_end(tmp_path, monkeypatch, row):
     frame = ramp(50)
     frame.loc[row, "timestamp"] = frame.loc[row - 1, "timestamp"]
-    for module in (series, timeseries):
+    for module in (series, series_state):
         monkeypatch.setattr(module, "CHUNK_ROWS", 7)
 
     with pytest.raises(DataError, match=f"duplicate timestamps, e.g. {frame.loc[row, 'timestamp']}"):
@@ -242,14 +242,16 @@ def test_several_series_are_windowed_apart_and_split_by_time(tmp_path):
 
     stored = (dm.values[:, 0] * dm.target_std + dm.target_mean).numpy()
     np.testing.assert_allclose(stored, np.r_[np.arange(50.0), 1000 + np.arange(40.0)], atol=1e-3)
-    bounds_a, bounds_b = chronological_bounds(50, 0.2, 0.2), chronological_bounds(40, 0.2, 0.2)
+    # 90 steps pooled: validation from the 54th (hour 27 of both), test from the 72nd (hour 36)
+    bounds_a = {"train": (0, 27), "val": (27, 36), "test": (36, 50)}
+    bounds_b = {"train": (0, 27), "val": (27, 36), "test": (36, 40)}  # too short for a test window
     for split in SPLITS:
         for start in dm.starts[split].tolist():
             begin, end = bounds_a[split] if start < 50 else (50 + i for i in bounds_b[split])
             assert begin <= start and start + WIDTH <= end, (split, start)
         x, y = split_windows(dm, split)
         np.testing.assert_allclose(np.diff(np.hstack([x, y])), 1.0, atol=1e-3)  # never two series in one window
-    assert tuple(len(dm.starts[split]) for split in SPLITS) == (25 + 19, 5 + 3, 5 + 3)
+    assert tuple(len(dm.starts[split]) for split in SPLITS) == (22 + 22, 4 + 4, 9 + 0)
 
 
 def test_batches_are_windows_cut_from_one_stored_copy(tmp_path):
@@ -257,7 +259,7 @@ def test_batches_are_windows_cut_from_one_stored_copy(tmp_path):
     dm = fitted(write(frame, tmp_path), feature_columns=["temp"], batch_size=8)
 
     batch = next(iter(dm.train_dataloader()))
-    assert set(batch) == {"x", "y"}
+    assert set(batch) == {"x", "y", "series", "mase_scale"}
     assert batch["x"].shape == (8, INPUT_SIZE, 2)
     assert batch["y"].shape == (8, HORIZON)
     assert len(dm.train_dataloader()) == 4  # 25 windows in batches of 8
@@ -358,7 +360,7 @@ def test_text_timestamps_read_alike_in_chunks_of_different_precision(tmp_path, m
     text = frame["timestamp"].dt.strftime("%Y/%m/%d %H:%M:%S.000000")  # not ISO: pandas parses it, chunk by chunk
     frame["timestamp"] = text.where(text.index != 20, text + "001")  # nanosecond digits in one chunk only
     whole = fitted(write(frame, tmp_path))
-    for module in (series, timeseries):
+    for module in (series, series_state):
         monkeypatch.setattr(module, "CHUNK_ROWS", 7)
 
     chunked = fitted(write(frame, tmp_path))

@@ -34,18 +34,27 @@ class Series:
     breaks: np.ndarray  # [T] True where the time since the previous row is not ``step`` (a gap)
     step: pd.Timedelta  # the sampling step: the median time between consecutive rows
     last: pd.Timestamp  # the time of the last row
+    stamps: np.ndarray  # [T] int64 times in the table's ``unit`` (a view into the table's)
+
+    @property
+    def step_count(self) -> int:
+        """The sampling step in the table's unit (the unit of ``stamps``)."""
+        return int(self.step / pd.Timedelta(1, unit=self.last.unit))
 
 
 @dataclass
 class SeriesTable:
     """A long table read as series: raw values ``[N, 1 + F]`` (float32, all series end to end in (series,
-    time) order), each series (views into them), the first rows as read, and the format its text timestamps
-    were read with (``None``: stored dates/times)."""
+    time) order) and their int64 times ``[N]``, each series (views into them), the first rows as read, the
+    format its text timestamps were read with (``None``: stored dates/times) and the unit of its times (``ns``,
+    ``us``, ...)."""
 
     values: np.ndarray
+    stamps: np.ndarray
     series: list[Series]
     head: pd.DataFrame
     text_format: str | None = None
+    unit: str = "ns"
 
 
 @dataclass
@@ -155,7 +164,8 @@ def read_series(
     rows.sort()
     bounds = _group_bounds(rows.codes, len(rows.values))
     series = [_series(rows, begin, end, path) for begin, end in bounds]
-    return SeriesTable(rows.values, series, head, rows.text_format)
+    unit = np.datetime_data(rows.time_type)[0] if rows.time_type is not None else "ns"
+    return SeriesTable(rows.values, rows.stamps, series, head, rows.text_format, unit)
 
 
 def _read_rows(
@@ -224,16 +234,22 @@ def _to_datetime(raw: pd.Series, text_format: str) -> pd.Series:
 
 
 def _text_format(raw: pd.Series) -> str:
-    """The one format all of ``raw`` is read with: pandas' guess from the first value, or the guess with day
-    and month swapped when only that reads every value (``01/03`` first, ``13/03`` later: day first), else
-    ``mixed`` (each value guessed alone). Reading each value alone would take ``03/04`` as March 4 and
-    ``13/04`` as April 13 in one column."""
+    """The one format all of ``raw`` is read with: pandas' guess from the first value, the guess with day and
+    month swapped when only that reads every value (``01/03`` first, ``13/03`` later: day first), or ISO 8601
+    in any of its forms (``2024-01-01`` beside ``2024-01-01 01:00``). When none reads every value, the guess
+    (or ISO 8601), for the caller to name the values it does not read: each value guessed alone would take
+    ``03/04`` as March 4 and ``13/04`` as April 13 in one column."""
     guess = guess_datetime_format(str(raw.iloc[0]))
     swapped = guess and re.sub("%[dm]", lambda code: DAY_MONTH_SWAP[code.group()], guess)
-    for candidate in (guess, swapped):
+    for candidate in (guess, swapped, "ISO8601"):
         if candidate and _to_datetime(raw, candidate).notna().all():
             return candidate
-    return "mixed"
+    return guess or "ISO8601"
+
+
+def series_name(item: Series) -> str:
+    """How messages name a series: ``the series`` when the table holds one, else ``series 'ID'``."""
+    return "the series" if item.series_id == SINGLE_SERIES else f"series '{item.series_id}'"
 
 
 def _series(rows: _Rows, begin: int, end: int, path: str) -> Series:
@@ -249,4 +265,5 @@ def _series(rows: _Rows, begin: int, end: int, path: str) -> Series:
             "(or set data.init_args.series_id_column if the table holds several series)."
         )
     last = rows.time(end - 1)
-    return Series(series_id, rows.values[begin:end], gaps, pd.Timedelta(step, unit=last.unit), last)
+    stamps = rows.stamps[begin:end]
+    return Series(series_id, rows.values[begin:end], gaps, pd.Timedelta(step, unit=last.unit), last, stamps)

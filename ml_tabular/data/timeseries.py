@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import lightning.pytorch as pl
 import numpy as np
@@ -15,6 +14,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from ml_tabular.data.batches import Index, TensorBatches, batch_loader
+from ml_tabular.data.calendar import PERIOD_SECONDS, CalendarFeature, auto_features, calendar_features, window_times
 from ml_tabular.data.io import (
     INPUT_ROWS,
     TableSource,
@@ -25,14 +25,16 @@ from ml_tabular.data.io import (
     source_name,
     table_columns,
 )
-from ml_tabular.data.series import CHUNK_ROWS, SINGLE_SERIES, Series, SeriesTable, read_series
-from ml_tabular.data.splits import SplitDefinition
+from ml_tabular.data.series import Series, SeriesTable, read_series, series_name
+from ml_tabular.data.series_fit import fit_scaling, joined
+from ml_tabular.data.series_state import SeriesScaling, SeriesState, TimeSplit, iso_time
 from ml_tabular.data.tabular import check_fractions
 from ml_tabular.data.windows import (
+    calendar_cutoffs,
     chronological_bounds,
     clean_windows,
+    cutoff_bounds,
     missing_steps,
-    seasonal_naive_errors,
     valid_window_starts,
 )
 from ml_tabular.errors import ConfigError, DataError
@@ -40,83 +42,17 @@ from ml_tabular.errors import ConfigError, DataError
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class SeriesScaling:
-    """Statistics fitted on the training stretches: target and covariate scaling, MASE scale."""
-
-    target_mean: float
-    target_std: float
-    feature_means: list[float]
-    feature_stds: list[float]
-    mase_scale: float
-
-    @property
-    def offsets(self) -> np.ndarray:
-        """Per-channel means (target first), float32."""
-        return np.array([self.target_mean, *self.feature_means], dtype=np.float32)
-
-    @property
-    def scales(self) -> np.ndarray:
-        """Per-channel stds (target first), float32."""
-        return np.array([self.target_std, *self.feature_stds], dtype=np.float32)
-
-    def scale(self, values: np.ndarray) -> np.ndarray:
-        """``[T, 1 + F]`` raw (target first) -> standardised."""
-        return (values - self.offsets) / self.scales
-
-    def scale_in_place(self, values: np.ndarray) -> None:
-        """Standardise ``values [T, 1 + F]`` in place, missing values -> 0."""
-        for begin in range(0, len(values), CHUNK_ROWS):
-            rows = values[begin : begin + CHUNK_ROWS]
-            np.subtract(rows, self.offsets, out=rows)
-            np.divide(rows, self.scales, out=rows)
-            np.nan_to_num(rows, copy=False)
-
-
-@dataclass
-class SeriesState:
-    """All a trained time-series model needs of its data, saved in every checkpoint.
-
-    The scaling fitted on the training stretches (target scale, MASE scale), the split definition, the
-    format text timestamps were read in, and each series' id and last training timestamp (ISO 8601).
-    """
-
-    scaling: SeriesScaling
-    split: SplitDefinition | None  # None in checkpoints made before the split was recorded
-    text_format: str | None = None
-    series_ids: list[str] = field(default_factory=list)
-    last_timestamps: list[str] = field(default_factory=list)
-
-    def state_dict(self) -> dict[str, Any]:
-        state = asdict(self)
-        state["split"] = None if self.split is None else asdict(self.split)
-        return state
-
-    @classmethod
-    def from_state_dict(cls, state: dict[str, Any]) -> SeriesState:
-        state = dict(state)
-        split = state.pop("split", None)
-        scaling = SeriesScaling(**state.pop("scaling"))
-        return cls(scaling, split and SplitDefinition(**split), **state)
-
-
-def _joined(parts: list[np.ndarray]) -> np.ndarray:
-    """``np.concatenate(parts)``, without copying a single part."""
-    return parts[0] if len(parts) == 1 else np.concatenate(parts)
-
-
-def _std(values: np.ndarray) -> float:
-    std = float(np.nanstd(values))
-    return std if std > 1e-12 else 1.0
-
-
 class TimeSeriesDataModule(pl.LightningDataModule):
     """Sliding windows of ``input_size`` past steps predicting the next ``horizon`` steps.
 
-    Each series is split by time: train is the first stretch, then validation, then test; a window
-    lies wholly inside one stretch. Windows are views into the stored series (``Tensor.unfold``);
-    a window holding a missing value (target or covariate) or a gap in the timestamps is skipped,
-    and the count is logged. Target and covariates are standardised with training-stretch statistics.
+    All series are split at the same instants: validation starts where the last ``val_fraction + test_fraction``
+    of all steps (every series pooled, in time order) begin, test where the last ``test_fraction`` begin; a
+    window lies wholly inside one stretch, so no training window reaches into another series' validation
+    time. Windows are views into the stored series (``Tensor.unfold``); a window holding a missing value
+    (target or covariate) or a gap in the timestamps is skipped, and the count is logged. Target and
+    covariates are standardised with training-stretch statistics. Batches hold ``x [B, L, C]``, ``y [B, H]``,
+    each window's ``series`` (its index) and ``mase_scale`` (its series' MASE scale, NaN for none), and with
+    calendar features those of the forecast steps, ``calendar [B, H, K]`` (known in advance).
 
     Args:
         path: CSV or Parquet file in long format: one row per (series, timestamp).
@@ -126,12 +62,16 @@ class TimeSeriesDataModule(pl.LightningDataModule):
             format pandas guesses from the first value (day first if only that reads every value).
         feature_columns: Past covariates fed to the model beside the target (``null`` for none).
         series_id_column: Column naming the series of each row, for several series in one table.
+        calendar: Calendar features of the forecast steps (sin/cos of each step's phase in a day, week or year;
+            known in advance, so they are model inputs): ``auto`` picks them from each series' sampling step
+            (below a day: ``time_of_day``, ``day_of_week``; daily: ``day_of_week``, ``time_of_year``; weekly:
+            ``time_of_year``), a list names them, ``null``: none.
         input_size: Past steps the model sees.
         horizon: Future steps it predicts.
         stride: Steps between consecutive window starts.
-        season_length: Season of the seasonal-naive error that scales MASE (1 = naive, no season).
-        val_fraction: Share of each series' steps (the end, before test) for validation.
-        test_fraction: Share of each series' last steps for test.
+        season_length: Season of the seasonal-naive error that scales MASE (1 = naive, no season), in steps.
+        val_fraction: Share of all steps (the end, before test) for validation.
+        test_fraction: Share of all steps (the end) for test.
         batch_size: Windows per batch.
         seed: Seed of the per-epoch shuffle order of training windows.
         predict_path: Series to forecast beyond their end with ``predict`` (``null``: ``path``).
@@ -145,6 +85,7 @@ class TimeSeriesDataModule(pl.LightningDataModule):
         timestamp_format: str | None = None,
         feature_columns: list[str] | None = None,
         series_id_column: str | None = None,
+        calendar: list[CalendarFeature] | Literal["auto"] | None = None,
         input_size: int = 48,
         horizon: int = 12,
         stride: int = 1,
@@ -163,12 +104,17 @@ class TimeSeriesDataModule(pl.LightningDataModule):
                 raise ConfigError(f"data.init_args.{key} must be >= 1, got {value}.")
         if season_length < 1 or batch_size < 1:
             raise ConfigError("data.init_args.season_length and batch_size must be >= 1.")
+        if calendar not in (None, "auto") and not set(calendar) <= set(PERIOD_SECONDS):
+            raise ConfigError(
+                f"data.init_args.calendar must be auto, null or a list of {list(PERIOD_SECONDS)}, got {calendar}."
+            )
         self.path = path
         self.target = target
         self.timestamp_column = timestamp_column
         self.timestamp_format = timestamp_format
         self.feature_columns = feature_columns or []
         self.series_id_column = series_id_column
+        self.calendar = calendar
         self.input_size = input_size
         self.horizon = horizon
         self.stride = stride
@@ -181,6 +127,11 @@ class TimeSeriesDataModule(pl.LightningDataModule):
         self.state: SeriesState | None = None
         self.values: Tensor | None = None  # [T_total, 1 + F], all series end to end, standardised
         self.starts: dict[str, Tensor] = {}  # split -> window start steps into ``values``
+        self.stamps: Tensor | None = None  # [T_total] int64 time of each step, in ``unit``
+        self.unit = "ns"
+        self.offsets: Tensor | None = None  # [S + 1] first step of each series in ``values``, then T_total
+        self.series_steps: Tensor | None = None  # [S] int64 sampling step of each series, in ``unit``
+        self.series_scales: Tensor | None = None  # [S] float32 MASE scale of each series (NaN: none)
         self.forecast_index: pd.DataFrame | None = None  # what each predicted row is (set by predict)
         self.table_head: pd.DataFrame | None = None  # first raw rows, describing the table (schema, example)
         self.table_rows = 0
@@ -205,8 +156,15 @@ class TimeSeriesDataModule(pl.LightningDataModule):
 
     @property
     def mase_scale(self) -> float:
-        """Mean in-sample seasonal-naive absolute error of the training stretches (original scale)."""
+        """Mean in-sample seasonal-naive absolute error of the training stretches, pooled (original scale)."""
         return self.fitted.mase_scale
+
+    @property
+    def n_calendar(self) -> int:
+        """Calendar values per step: a sin and a cos per feature of the state."""
+        if self.state is None:
+            raise RuntimeError("TimeSeriesDataModule has no state yet: call prepare() (or setup('fit')) first.")
+        return 2 * len(self.state.calendar)
 
     @property
     def fitted(self) -> SeriesScaling:
@@ -235,13 +193,10 @@ class TimeSeriesDataModule(pl.LightningDataModule):
         text_format = self.timestamp_format or trained_format  # predict reads text as training did
         return read_series(path, key, self.timestamp_column, value_columns, self.series_id_column, text_format)
 
-    def _name(self, item: Series) -> str:
-        return "the series" if item.series_id == SINGLE_SERIES else f"series '{item.series_id}'"
-
     def _check_length(self, item: Series, needed: int, what: str, path: str | None = None) -> None:
         if len(item.values) < needed:
             raise DataError(
-                f"{self._name(item)} in '{path or self.path}' has {len(item.values)} steps; {what} needs at least "
+                f"{series_name(item)} in '{path or self.path}' has {len(item.values)} steps; {what} needs at least "
                 f"{needed} (input_size={self.input_size}, horizon={self.horizon}). "
                 + (
                     f"Send the last {needed} steps of each series."
@@ -250,25 +205,40 @@ class TimeSeriesDataModule(pl.LightningDataModule):
                 )
             )
 
-    def _split_bounds(self, item: Series, definition: SplitDefinition) -> dict[str, tuple[int, int]]:
+    def _split_bounds(self, item: Series, split: TimeSplit, unit: str) -> dict[str, tuple[int, int]]:
+        """Rows ``[begin, end)`` of ``item``'s train, val and test stretches."""
         width = self.input_size + self.horizon
         self._check_length(item, width, "one window of input_size + horizon")
-        split = chronological_bounds(len(item.values), definition.val_fraction, definition.test_fraction)
-        for name, (begin, end) in split.items():
-            if (name != "test" or definition.test_fraction > 0) and end - begin < width:
+        if split.val_start is not None:
+            return cutoff_bounds(item.stamps, *split.cutoffs(unit))
+        bounds = chronological_bounds(len(item.values), split.val_fraction, split.test_fraction)
+        for name, (begin, end) in bounds.items():
+            if (name != "test" or split.test_fraction > 0) and end - begin < width:
                 raise DataError(
-                    f"the {name} stretch of {self._name(item)} in '{self.path}' has {end - begin} steps, fewer than "
+                    f"the {name} stretch of {series_name(item)} in '{self.path}' has {end - begin} steps, fewer than "
                     f"input_size + horizon = {width}: no window fits. Lower input_size/horizon or raise "
                     "data.init_args.val_fraction/test_fraction."
                 )
-        return split
+        return bounds
+
+    def _check_stretches(self, bounds: list[dict[str, tuple[int, int]]], split: TimeSplit) -> None:
+        """Raise a :class:`DataError` when a stretch is too short for one window in every series."""
+        width = self.input_size + self.horizon
+        for name in ("train", "val", "test") if split.test_fraction > 0 else ("train", "val"):
+            longest = max(end - begin for stretches in bounds for begin, end in [stretches[name]])
+            if longest < width:
+                steps = f"{longest} steps" if len(bounds) == 1 else f"at most {longest} steps in any series"
+                raise DataError(
+                    f"the {name} stretch of '{self.path}' has {steps}, fewer than input_size + horizon = {width}: "
+                    "no window fits. Lower input_size/horizon or raise data.init_args.val_fraction/test_fraction."
+                )
 
     # ----- preparation -----
     def prepare(self) -> None:
         """Read the training series, fit the state on the training stretches (unless one was restored), build windows.
 
         With a restored state, the file must be the one it was fitted on (same SHA-256): the stretches are cut
-        with the stored fractions and scaled with the stored statistics, nothing refitted.
+        where the stored split says and scaled with the stored statistics, nothing refitted.
         """
         restored = self.state
         sha256 = file_sha256(self.path) if Path(self.path).is_file() else ""
@@ -276,64 +246,69 @@ class TimeSeriesDataModule(pl.LightningDataModule):
             restored.split.check_file(self.path, sha256)
         table = self._read_series(self.path, "data.init_args.path")
         self.table_head, self.table_rows = table.head, len(table.values)
-        values, series = table.values, table.series
-        split = restored.split if restored is not None and restored.split is not None else None
-        split = split or SplitDefinition(sha256, len(values), self.seed, self.val_fraction, self.test_fraction)
-        bounds = [self._split_bounds(item, split) for item in series]
+        split = (
+            restored.split if restored is not None and restored.split is not None else self._new_split(table, sha256)
+        )
+        if split.val_start is not None:
+            log.info("data: validation from %s, test from %s (every series)", split.val_start, split.test_start)
+        bounds = [self._split_bounds(item, split, table.unit) for item in table.series]
+        self._check_stretches(bounds, split)
         if restored is None:
             self.state = SeriesState(
-                self._fit_scaling(series, bounds),
+                fit_scaling(table.series, [b["train"] for b in bounds], self.season_length, self.path),
                 split,
                 table.text_format,
-                [str(item.series_id) for item in series],
-                [item.last.isoformat() for item in series],
+                [str(item.series_id) for item in table.series],
+                [item.last.isoformat() for item in table.series],
+                self._calendar_features(table.series),
             )
-        self._build_windows(values, series, bounds, split)
+        self._build_windows(table, bounds, split)
 
-    def _fit_scaling(self, series: list[Series], bounds: list[dict[str, tuple[int, int]]]) -> SeriesScaling:
-        trains = [item.values[slice(*b["train"])] for item, b in zip(series, bounds, strict=True)]
-        mase_scale = self._mase_scale(trains)
-        train = _joined(trains)
-        n_features = len(self.feature_columns)
-        return SeriesScaling(
-            target_mean=float(np.nanmean(train[:, 0])),
-            target_std=_std(train[:, 0]),
-            feature_means=[float(np.nanmean(train[:, 1 + i])) for i in range(n_features)],
-            feature_stds=[_std(train[:, 1 + i]) for i in range(n_features)],
-            mase_scale=mase_scale,
+    def _new_split(self, table: SeriesTable, sha256: str) -> TimeSplit:
+        """Cutoffs at the pooled steps' ``val_fraction``/``test_fraction`` (see :func:`calendar_cutoffs`)."""
+        val_start, test_start = calendar_cutoffs(
+            [item.stamps for item in table.series], self.val_fraction, self.test_fraction
+        )
+        return TimeSplit(
+            sha256,
+            len(table.values),
+            self.seed,
+            self.val_fraction,
+            self.test_fraction,
+            iso_time(val_start, table.unit),
+            None if test_start is None else iso_time(test_start, table.unit),
         )
 
-    def _mase_scale(self, trains: list[np.ndarray]) -> float:
-        """Mean seasonal-naive absolute error over the training stretches (1 if there is none)."""
-        naive = _joined([seasonal_naive_errors(train[:, 0], self.season_length) for train in trains])
-        return float(naive.mean()) if naive.size and naive.mean() > 0 else 1.0
+    def _calendar_features(self, series: list[Series]) -> list[str]:
+        if self.calendar == "auto":
+            return auto_features([item.step for item in series])
+        return list(self.calendar or [])
 
-    def _build_windows(
-        self,
-        values: np.ndarray,
-        series: list[Series],
-        bounds: list[dict[str, tuple[int, int]]],
-        definition: SplitDefinition,
-    ) -> None:
+    def _build_windows(self, table: SeriesTable, bounds: list[dict[str, tuple[int, int]]], split: TimeSplit) -> None:
         """Window starts of each split, then ``values`` (all series end to end) standardised in place."""
+        values, series = table.values, table.series
         index_type = np.int32 if len(values) < 2**31 else np.int64
         starts: dict[str, list[np.ndarray]] = {"train": [], "val": [], "test": []}
-        offset = 0
-        for item, split in zip(series, bounds, strict=True):
-            for name, found in self._window_starts(item, split, index_type).items():
-                found += offset
+        offsets = [0]
+        for item, stretches in zip(series, bounds, strict=True):
+            for name, found in self._window_starts(item, stretches, index_type).items():
+                found += offsets[-1]
                 starts[name].append(found)
-            offset += len(item.values)
+            offsets.append(offsets[-1] + len(item.values))
         self.fitted.scale_in_place(values)
         self.values = torch.from_numpy(values)
-        self.starts = {name: torch.from_numpy(_joined(parts)) for name, parts in starts.items()}
-        for name in ("train", "val", "test") if definition.test_fraction > 0 else ("train", "val"):
+        self.starts = {name: torch.from_numpy(joined(parts)) for name, parts in starts.items()}
+        self.stamps, self.unit = torch.from_numpy(table.stamps), table.unit
+        self.offsets = torch.tensor(offsets, dtype=self.starts["train"].dtype)
+        self.series_steps = torch.tensor([item.step_count for item in series], dtype=torch.int64)
+        self.series_scales = torch.tensor(self.fitted.series_scales(len(series)), dtype=torch.float32)
+        width = self.input_size + self.horizon
+        for name in ("train", "val", "test") if split.test_fraction > 0 else ("train", "val"):
             if len(self.starts[name]) == 0:
                 raise DataError(
                     f"the {name} stretch of '{self.path}' has no complete window: every window holds a gap or a "
                     "missing value. Fill the gaps, or lower input_size/horizon."
                 )
-        width = self.input_size + self.horizon
         possible = sum(
             len(range(begin, end - width + 1, self.stride)) for split in bounds for begin, end in split.values()
         )
@@ -356,10 +331,22 @@ class TimeSeriesDataModule(pl.LightningDataModule):
 
     # ----- batches -----
     def _windows(self, starts: Tensor) -> dict[str, Tensor]:
-        assert self.values is not None
-        view = self.values.unfold(0, self.input_size + self.horizon, 1)  # [T - W + 1, C, W], no copy
+        assert self.values is not None and self.offsets is not None
+        width = self.input_size + self.horizon
+        view = self.values.unfold(0, width, 1)  # [T - W + 1, C, W], no copy
         window = view[starts]  # [B, C, W]: only this batch is copied
-        return {"x": window[:, :, : self.input_size].transpose(1, 2), "y": window[:, 0, self.input_size :]}
+        series = torch.searchsorted(self.offsets, starts, right=True) - 1  # [B]
+        batch = {
+            "x": window[:, :, : self.input_size].transpose(1, 2),
+            "y": window[:, 0, self.input_size :],
+            "series": series,
+            "mase_scale": self.series_scales[series],
+        }
+        if self.state.calendar:  # a window holds no gap: its step k is at its first step's time + k steps
+            step = self.series_steps[series]
+            times = window_times(self.stamps[starts] + self.input_size * step, step, self.horizon)
+            batch["calendar"] = calendar_features(times, self.state.calendar, self.unit)  # [B, H, K]
+        return batch
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         starts = self.starts[split]
@@ -392,24 +379,30 @@ class TimeSeriesDataModule(pl.LightningDataModule):
         """One input window per series: the last ``input_size`` steps of each series of ``source`` (a file, or
         rows in memory in long form), to forecast the ``horizon`` steps after its end."""
         path = source_name(source)
-        series = self._read_series(source, key).series
-        inputs, index = [], []
-        for item in series:
+        table = self._read_series(source, key)
+        inputs, calendars, index = [], [], []
+        for item in table.series:
             self._check_length(item, self.input_size, "a forecast (one input window)", path)
             last = item.values[-self.input_size :]
             if np.isnan(last).any() or item.breaks[len(item.breaks) - self.input_size + 1 :].any():
                 raise DataError(
-                    f"the last {self.input_size} steps of {self._name(item)} in '{path}' have missing "
+                    f"the last {self.input_size} steps of {series_name(item)} in '{path}' have missing "
                     "values or a gap; a forecast needs a complete input window."
                 )
             inputs.append(self.fitted.scale(last).astype(np.float32))
+            if self.state.calendar:  # the forecast steps: one step, two steps, ... after the last
+                step = torch.tensor([item.step_count])
+                times = window_times(torch.tensor([int(item.stamps[-1])]) + step, step, self.horizon)
+                calendars.append(calendar_features(times, self.state.calendar, table.unit))
             future = item.last + item.step * np.arange(1, self.horizon + 1)
             index.append(
                 pd.DataFrame({"series_id": item.series_id, "timestamp": future, "step": range(1, self.horizon + 1)})
             )
         self.forecast_index = pd.concat(index, ignore_index=True)
-        x = torch.from_numpy(np.stack(inputs))  # [n_series, L, C]
-        return batch_loader(TensorBatches({"x": x}), self.batch_size, shuffle=False, seed=self.seed)
+        batch = {"x": torch.from_numpy(np.stack(inputs))}  # [n_series, L, C]
+        if calendars:
+            batch["calendar"] = torch.cat(calendars)  # [n_series, H, K]
+        return batch_loader(TensorBatches(batch), self.batch_size, shuffle=False, seed=self.seed)
 
     def predictions_frame(self, outputs: list[Tensor]) -> pd.DataFrame:
         """One row per (series, future step): ``timestamp``, ``step`` (1..horizon), ``prediction``."""

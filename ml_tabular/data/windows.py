@@ -1,4 +1,4 @@
-"""Sliding windows over stored series: validity (gaps, missing values) and chronological split ranges."""
+"""Sliding windows over stored series: validity (gaps, missing values), split ranges in time, the MASE scale."""
 
 from __future__ import annotations
 
@@ -61,9 +61,59 @@ def chronological_bounds(length: int, val_fraction: float, test_fraction: float)
     return {"train": (0, n_train), "val": (n_train, n_train + n_val), "test": (n_train + n_val, length)}
 
 
-def seasonal_naive_errors(values: np.ndarray, season_length: int) -> np.ndarray:
-    """``|y_t - y_{t-m}|`` over a stretch, NaN pairs dropped: the in-sample error MASE is scaled by."""
-    diffs = values[season_length:] - values[:-season_length]
+def calendar_cutoffs(stamps: list[np.ndarray], val_fraction: float, test_fraction: float) -> tuple[int, int | None]:
+    """The times validation and test start at, for every series alike: the steps of all series pooled in time
+    order, the last ``test_fraction`` of them are test and the ``val_fraction`` before them validation (for one
+    series, the rows :func:`chronological_bounds` gives).
+
+    Args:
+        stamps: Each series' int64 timestamps, ascending.
+        val_fraction: Share of all steps from the validation start to the test start.
+        test_fraction: Share of all steps from the test start on (0: no test stretch, ``None`` returned).
+    """
+    n_steps = sum(len(s) for s in stamps)
+    n_test = round(n_steps * test_fraction)
+    ranks = [n_steps - n_test - round(n_steps * val_fraction), n_steps - n_test]  # rows of the two starts
+    pooled = stamps[0] if len(stamps) == 1 else np.concatenate(stamps)
+    if len(stamps) > 1:  # in place: the k-th smallest times, no full sort and no second copy
+        pooled.partition([rank for rank in ranks if rank < n_steps])
+    after_end = max(int(s[-1]) for s in stamps) + 1  # a start no step reaches: an empty stretch
+    val_start, test_start = (int(pooled[rank]) if rank < n_steps else after_end for rank in ranks)
+    return val_start, test_start if n_test else None
+
+
+def cutoff_bounds(stamps: np.ndarray, val_start: int, test_start: int | None) -> dict[str, tuple[int, int]]:
+    """``[begin, end)`` of a series' train, val and test stretches, cut at times ``val_start`` and ``test_start``
+    (``None``: no test stretch); a stretch may be empty."""
+    val_begin = int(np.searchsorted(stamps, val_start))
+    test_begin = len(stamps) if test_start is None else int(np.searchsorted(stamps, test_start))
+    return {"train": (0, val_begin), "val": (val_begin, test_begin), "test": (test_begin, len(stamps))}
+
+
+def seasonal_naive_errors(
+    values: np.ndarray, season_length: int, stamps: np.ndarray | None = None, step: int = 0
+) -> np.ndarray:
+    """``|y_t - y_{t - m}|`` over a stretch, where ``t - m`` is the step ``season_length * step`` earlier in time
+    (not ``m`` rows earlier: a gap in the timestamps would pair values at other distances); pairs holding a
+    missing value, or whose earlier step is absent, are dropped. The in-sample error MASE is scaled by.
+
+    Args:
+        values: ``[T]`` the target over the stretch.
+        season_length: ``m``, in steps.
+        stamps: ``[T]`` its int64 timestamps, ascending; ``None`` for a stretch without gaps, where the step
+            ``m`` steps earlier is ``m`` rows back.
+        step: The sampling step, in the timestamps' unit.
+    """
+    if len(values) <= season_length:
+        return values[:0]
+    if stamps is None:
+        diffs = values[season_length:] - values[:-season_length]
+    else:
+        earlier = stamps - season_length * step
+        rows = np.searchsorted(stamps, earlier)
+        found = rows < len(stamps)
+        found[found] = stamps[rows[found]] == earlier[found]
+        diffs = values[found] - values[rows[found]]
     np.abs(diffs, out=diffs)
     missing = np.isnan(diffs)
     return diffs[~missing] if missing.any() else diffs

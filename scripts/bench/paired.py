@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from bench.systems import BATCH_SIZE, HORIZON, INPUT_SIZE, LR, EpochTimer
 from ml_tabular.cli import MLTabularCLI
 from ml_tabular.data import TimeSeriesDataModule
+from ml_tabular.data.calendar import calendar_features, window_times
 from ml_tabular.mlops.tracking import default_tracking_uri
 
 REPO = Path(__file__).resolve().parents[2]
@@ -127,13 +128,20 @@ def plain_loop(model: pl.LightningModule, dm: pl.LightningDataModule) -> PlainLo
     """The model's math without Lightning: a copy of its network and its loss, on the DataModule's training tensors."""
     net, loss_fn, hparams = copy.deepcopy(model.net), model.loss_fn, model.hparams
     if isinstance(dm, TimeSeriesDataModule):
+        names = dm.state.calendar
         view = dm.values.unfold(0, dm.input_size + dm.horizon, 1)  # [T - W + 1, C, W], no copy
         starts = dm.starts["train"]
 
         def loss_of(index: Tensor) -> Tensor:
-            window = view[starts[index]]  # [B, C, W]
-            x = window[:, :, : dm.input_size].transpose(1, 2).reshape(len(index), -1)  # [B, L, C] -> [B, L*C]
-            return loss_fn(net(x), window[:, 0, dm.input_size :])
+            begin = starts[index]
+            window = view[begin]  # [B, C, W]
+            calendar = None
+            if names:  # the forecast steps' calendar features, from each window's first time and its series' step
+                step = dm.series_steps[torch.searchsorted(dm.offsets, begin, right=True) - 1]
+                times = window_times(dm.stamps[begin] + dm.input_size * step, step, dm.horizon)
+                calendar = calendar_features(times, names, dm.unit)  # [B, H, K]
+            x = window[:, :, : dm.input_size].transpose(1, 2)  # [B, C, L] -> [B, L, C]
+            return loss_fn(net(x, calendar), window[:, 0, dm.input_size :])
 
         return PlainLoop(net, loss_of, len(starts), dm.batch_size, hparams.lr, hparams.weight_decay)
 

@@ -1,11 +1,11 @@
 """Series: ml_tabular's default ``TimeSeriesMLP`` against seasonal naive and a ridge autoregression.
 
-Both baselines forecast exactly ml_tabular's windows: after the fit they read the DataModule's own window
-starts (train for fitting, test for scoring; windows with a gap or a missing value already left out) and
-its values, so they see the same ``input_size`` steps (target and covariates) and forecast the same
-``horizon`` steps. The score is ml_tabular's ``test_mase``: the mean absolute error over every test window
-and horizon step, on the original scale, divided by the DataModule's MASE scale (the mean in-sample
-seasonal-naive error of the training stretches).
+Both baselines forecast exactly ml_tabular's windows: after the fit they read the DataModule's own batches
+(train for fitting, test for scoring; windows with a gap or a missing value already left out), so they see
+the same ``input_size`` steps (target and covariates) and forecast the same ``horizon`` steps. The score is
+ml_tabular's ``test_mase``: each series' mean absolute error over its test windows and horizon steps, on the
+original scale, divided by its own in-sample seasonal-naive error (training stretch), averaged over the
+series (ml_tabular's ``MeanAbsoluteScaledError``).
 
 - seasonal naive: each forecast step repeats the value one season (``season_length`` steps) earlier, the
   last season of the input window repeated over the horizon;
@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from sklearn.linear_model import Ridge
 
+from ml_tabular.models.timeseries import MeanAbsoluteScaledError
 from quality_bench.datasets import SeriesSpec, write_series
 from quality_bench.fit import Fit, fit_and_test
 from quality_bench.report import Row
@@ -48,17 +49,17 @@ def evaluate_series(spec: SeriesSpec, folder: Path, quick: bool, seed: int | Non
     if spec.season_length > dm.input_size:
         raise ValueError(f"{spec.name}: season_length {spec.season_length} > input_size {dm.input_size}")
     start = time.perf_counter()
-    x_train, y_train = windows(dm, "train")
-    x_test, y_test = windows(dm, "test")
-    truth = unscale(dm, y_test)
+    train, test = windows(dm, "train"), windows(dm, "test")
+    x_train, y_train, x_test = train["x"], train["y"], test["x"]
+    truth = unscale(dm, test["y"])
     history = unscale(dm, x_test[:, :, 0])  # [B, L]: the target channel of each input window
     lags = (np.arange(dm.horizon) % spec.season_length) - spec.season_length  # [H]: steps back from the end
     naive = history[:, dm.input_size + lags]
     ridge = Ridge().fit(flat(x_train), y_train)
-    check_scoring(dm, fit, x_test, truth)
+    check_scoring(dm, fit, test, truth)
     scores = {
-        "boosting_or_naive": mase(dm, naive, truth),
-        "ridge_ar": mase(dm, unscale(dm, ridge.predict(flat(x_test))), truth),
+        "boosting_or_naive": mase(naive, truth, test),
+        "ridge_ar": mase(unscale(dm, ridge.predict(flat(x_test))), truth, test),
         "ml_tabular": fit.metrics["test_mase"],
     }
     return Row(
@@ -83,23 +84,24 @@ def evaluate_series(spec: SeriesSpec, folder: Path, quick: bool, seed: int | Non
     )
 
 
-def check_scoring(dm: object, fit: Fit, x_test: np.ndarray, truth: np.ndarray) -> None:
+def check_scoring(dm: object, fit: Fit, test: dict[str, np.ndarray], truth: np.ndarray) -> None:
     """Score the fitted model's own forecasts of the test windows here; raise unless that is its ``test_mase``."""
+    calendar = torch.from_numpy(test["calendar"]) if "calendar" in test else None
     with torch.no_grad():
-        forecast = fit.model.eval()(torch.from_numpy(x_test).float()).double().numpy()  # [B, H] standardised
-    ours, theirs = mase(dm, unscale(dm, forecast), truth), fit.metrics["test_mase"]
+        forecast = fit.model.eval()(torch.from_numpy(test["x"]).float(), calendar).double().numpy()  # [B, H]
+    ours, theirs = mase(unscale(dm, forecast), truth, test), fit.metrics["test_mase"]
     if not np.isclose(ours, theirs, rtol=1e-4):
         raise RuntimeError(
             f"the baselines' MASE is not ml_tabular's: its model scores {ours:.5f} here, {theirs:.5f} there"
         )
 
 
-def windows(dm: object, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """The DataModule's windows of ``split``, standardised: inputs ``[B, L, C]`` and targets ``[B, H]``."""
-    view = dm.values.unfold(0, dm.input_size + dm.horizon, 1)  # [T - W + 1, C, W], no copy
-    window = view[dm.starts[split].to(torch.long)]  # [B, C, W]
-    x = window[:, :, : dm.input_size].transpose(1, 2)  # [B, C, L] -> [B, L, C]
-    return x.numpy().astype(np.float64), window[:, 0, dm.input_size :].numpy().astype(np.float64)
+def windows(dm: object, split: str) -> dict[str, np.ndarray]:
+    """The DataModule's batches of ``split`` as one: standardised inputs ``x [B, L, C]`` and targets ``y [B, H]``
+    (float64), each window's ``series`` and ``mase_scale``, and ``calendar`` when the model reads one."""
+    batches = list(getattr(dm, f"{split}_dataloader")())
+    joined = {key: torch.cat([batch[key] for batch in batches]).numpy() for key in batches[0]}
+    return joined | {key: joined[key].astype(np.float64) for key in ("x", "y")}
 
 
 def flat(x: np.ndarray) -> np.ndarray:
@@ -111,6 +113,10 @@ def unscale(dm: object, values: np.ndarray) -> np.ndarray:
     return values * dm.target_std + dm.target_mean
 
 
-def mase(dm: object, forecast: np.ndarray, truth: np.ndarray) -> float:
-    """Mean absolute error over every window and step, over the DataModule's MASE scale (as ``test_mase``)."""
-    return float(np.abs(forecast - truth).mean() / dm.mase_scale)
+def mase(forecast: np.ndarray, truth: np.ndarray, windows: dict[str, np.ndarray]) -> float:
+    """MASE of ``forecast [B, H]`` of ``windows`` as ``test_mase`` computes it: per series, then averaged."""
+    metric, horizon = MeanAbsoluteScaledError(), truth.shape[1]
+    per_value = {key: torch.from_numpy(windows[key]).repeat_interleave(horizon) for key in ("series", "mase_scale")}
+    values = (torch.from_numpy(a).double().reshape(-1) for a in (forecast, truth))
+    metric.update(*values, series=per_value["series"], scale=per_value["mase_scale"].double())
+    return float(metric.compute())
