@@ -30,7 +30,10 @@ Measurements:
   6. scale: per row count (``--scale``), each in its own subprocess: the peak memory of loading +
      ``setup("fit")`` relative to the feature bytes (rows * 32 * 4) (<= 2x), and tracked Lightning
      rows/s, as time per row relative to the smallest size (flat within 1.3x).
-  7. serving: ``ml_tabular serve`` on a model trained here, p50 latency of a one-row JSON request over 200
+  7. score: ``ml_tabular score``'s path (the MLflow model loaded by URI, Parquet read, scored and written in
+     chunks) vs a bare forward pass of its network on the same rows as ready tensors (>= 0.5); its peak memory
+     scoring 2M rows vs 100k rows, each in a fresh interpreter (<= 1.2x: flat in the input size).
+  8. serving: ``ml_tabular serve`` on a model trained here, p50 latency of a one-row JSON request over 200
      sequential requests per repeat (reported, no target), and the time from start to the first ``/ping``.
 
 Pairing: this machine's speed drifts by 10 % and more within seconds, more than the differences measured,
@@ -80,6 +83,7 @@ from bench.memory import series_memory, worker_series_memory
 from bench.predict import predict_throughput
 from bench.results import Results, print_table
 from bench.scale import scale, worker_tabular_scale
+from bench.scoring import scoring, worker_score_memory
 from bench.serving import serving_latency
 from bench.startup import startup
 from bench.systems import BATCH_SIZE
@@ -111,11 +115,13 @@ SUITES: dict[str, Callable[[Context], Results]] = {
     "predict": predict_throughput,
     "startup": startup,
     "scale": scale,
+    "score": scoring,
     "serving": serving_latency,
 }
 WORKERS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "series-memory": worker_series_memory,
     "tabular-scale": worker_tabular_scale,
+    "score-memory": worker_score_memory,
 }
 
 

@@ -29,6 +29,9 @@ MEASUREMENTS = [
     "startup_import_lightning",
     "serving_one_row_p50",
     "serving_startup",
+    "score_file_path",
+    "score_bare_forward",
+    *(f"score_{rows}_peak_memory" for rows in QUICK_SCALE),  # the score suite's --quick sizes are the same
     *(f"scale_{rows}_{kind}" for rows in QUICK_SCALE for kind in ("train_tracked", "setup_peak_memory")),
 ]
 TARGETS = [
@@ -41,6 +44,8 @@ TARGETS = [
     "series_memory_vs_series_bytes",
     "predict_cli_vs_bare",
     "startup_help_vs_import",
+    "score_vs_bare",
+    f"score_memory_{QUICK_SCALE[1]}_vs_{QUICK_SCALE[0]}",
     *(f"scale_{rows}_memory_vs_data" for rows in QUICK_SCALE),
     f"scale_{QUICK_SCALE[1]}_time_per_row_vs_{QUICK_SCALE[0]}",
 ]

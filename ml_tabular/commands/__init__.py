@@ -4,5 +4,6 @@ COMMANDS = {
     "ui": "ml_tabular.commands.ui",
     "serve": "ml_tabular.commands.serve",
     "register": "ml_tabular.commands.register",
+    "score": "ml_tabular.commands.score",
     "server": "ml_tabular.commands.server",
 }  # name -> module with ``main(argv)``, imported on use

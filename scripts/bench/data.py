@@ -16,8 +16,9 @@ N_FEATURES = 32
 WRITE_CHUNK = 1_000_000  # rows generated and written at a time, so writing 10M rows stays small
 
 
-def write_table_file(path: Path, rows: int, seed: int = 0) -> None:
-    """``rows`` rows of 32 float32 features ``f00..f31`` and a binary int target ``y``, as Parquet."""
+def write_table_file(path: Path, rows: int, seed: int = 0, row_group_rows: int = WRITE_CHUNK) -> None:
+    """``rows`` rows of 32 float32 features ``f00..f31`` and a binary int target ``y``, as Parquet, in row groups of
+    ``row_group_rows`` rows."""
     rng = np.random.default_rng(seed)
     weights = rng.normal(size=N_FEATURES).astype(np.float32)
     schema = pa.schema([*(pa.field(f"f{i:02d}", pa.float32()) for i in range(N_FEATURES)), pa.field("y", pa.int64())])
@@ -26,7 +27,7 @@ def write_table_file(path: Path, rows: int, seed: int = 0) -> None:
             n = min(WRITE_CHUNK, rows - begin)
             x = rng.normal(size=(n, N_FEATURES)).astype(np.float32)
             y = (x @ weights + rng.normal(size=n).astype(np.float32) > 0).astype(np.int64)
-            writer.write_table(pa.Table.from_arrays([*x.T, y], schema=schema))
+            writer.write_table(pa.Table.from_arrays([*x.T, y], schema=schema), row_group_size=row_group_rows)
 
 
 def write_series_file(path: Path, points: int, seed: int = 0) -> None:
