@@ -290,7 +290,7 @@ class MLTabularCLI(LightningCLI):
         if callback is not None and callback.dirpath:
             log.info("checkpoints: %s (best: %s)", callback.dirpath, callback.best_model_path or "none")
         summary = getattr(self.trainer.logger, "summary", None)
-        if callable(summary):
+        if callable(summary) and self.trainer.is_global_zero:  # other DDP ranks have no run to read
             log.info(summary())
 
     def predict(self, model: pl.LightningModule, datamodule: pl.LightningDataModule, **kwargs: Any) -> None:

@@ -10,6 +10,9 @@ from ml_tabular.mlops.logger import MLTabularLogger
 
 
 def _mlflow_loggers(trainer: pl.Trainer) -> list[MLTabularLogger]:
+    """The trainer's MLflow loggers on global rank zero; none on other ranks (under DDP only rank zero writes)."""
+    if not trainer.is_global_zero:
+        return []
     return [logger for logger in trainer.loggers if isinstance(logger, MLTabularLogger)]
 
 

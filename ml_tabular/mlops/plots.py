@@ -74,7 +74,7 @@ class RunPlotsCallback(Callback):
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         make = FIGURE_MAKERS.get(getattr(pl_module, "model_type", ""))
         loggers = [logger for logger in trainer.loggers if isinstance(logger, MLTabularLogger)]
-        if make is None or not loggers or trainer.datamodule is None:
+        if make is None or not loggers or trainer.datamodule is None or not trainer.is_global_zero:
             return
         try:
             self._log_plots(make, pl_module, trainer.datamodule, loggers)
