@@ -423,7 +423,8 @@ class TimeSeriesDataModule(pl.LightningDataModule):
         stamps = frame[self.timestamp_column]
         if not pd.api.types.is_datetime64_any_dtype(stamps):  # text: in time order, not in text order
             text_format = self.state.text_format if self.state is not None else None
-            stamps = pd.to_datetime(stamps, format=text_format or "mixed", errors="coerce", utc=True)
+            # no text format settled: the file's reader parsed the text itself, which it does for ISO 8601 only
+            stamps = pd.to_datetime(stamps, format=text_format or "ISO8601", errors="coerce", utc=True)
         frame = frame.iloc[np.lexsort([stamps.to_numpy(), *(frame[c].to_numpy() for c in ids)])]
         frame = frame.groupby(ids, sort=False).tail(self.input_size) if ids else frame.tail(self.input_size)
         return floats_for_integers(frame.reset_index(drop=True), (self.timestamp_column, *ids))
