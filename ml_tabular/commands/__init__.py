@@ -6,4 +6,5 @@ COMMANDS = {
     "register": "ml_tabular.commands.register",
     "score": "ml_tabular.commands.score",
     "server": "ml_tabular.commands.server",
+    "tune": "ml_tabular.commands.tune",
 }  # name -> module with ``main(argv)``, imported on use
