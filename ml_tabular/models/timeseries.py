@@ -178,8 +178,10 @@ class TimeSeriesMLP(MLPSystem):
         if self.hparams.linear_skip != "least_squares" or self.trainer.ckpt_path is not None:
             return
         batches = ((batch["x"], batch.get("calendar"), batch["y"]) for batch in self.trainer.train_dataloader)
-        count = self.net.fit_linear(batches)
-        log.info("model: linear path fitted by least squares on %d training windows", count)
+        strategy = self.trainer.strategy  # on several processes, every copy must solve the same sums
+        count = self.net.fit_linear(batches, total=lambda sums: strategy.reduce(sums, reduce_op="sum"))
+        if self.trainer.is_global_zero:
+            log.info("model: linear path fitted by least squares on %d training windows", count)
 
     def predict_step(self, batch: Batch, batch_idx: int) -> Tensor:
         """Forecasts ``[B, horizon]`` on the original scale."""

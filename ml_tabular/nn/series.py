@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 from torch import Tensor, nn
@@ -114,12 +114,19 @@ class SeriesNet(MLP):
         return out
 
     @torch.no_grad()
-    def fit_linear(self, batches: Iterable[tuple[Tensor, Tensor | None, Tensor]], ridge: float = 1e-3) -> int:
+    def fit_linear(
+        self,
+        batches: Iterable[tuple[Tensor, Tensor | None, Tensor]],
+        ridge: float = 1e-3,
+        total: Callable[[Tensor], Tensor] | None = None,
+    ) -> int:
         """Set the linear path to the ridge regression of the targets on the inputs over ``batches`` of ``(x,
-        calendar, y)`` (on the normalised scale with revin); the number of windows it saw.
+        calendar, y)`` (on the normalised scale with revin); the number of windows it was fitted on.
 
         The normal equations are summed batch by batch (memory ``[D, D]``, D the input width) and solved in
         float64; the penalty is ``ridge`` times the inputs' mean square, so it does not depend on their scale.
+        ``total`` sums a tensor over the processes of a distributed run, so that every copy solves the same
+        equations (each may see other windows).
         """
         if self.skip is None:
             raise ValueError("this network has no linear path to fit")
@@ -133,6 +140,8 @@ class SeriesNet(MLP):
             count += len(x)
         if gram is None:
             raise ValueError("no training window to fit the linear path on")
+        if total is not None:
+            gram, cross, count = total(gram), total(cross), int(total(torch.tensor(float(count))))
         penalty = torch.eye(len(gram), dtype=gram.dtype) * (ridge * gram.diagonal()[:-1].mean())
         penalty[-1, -1] = 0  # the bias is not penalised
         solution = torch.linalg.solve(gram + penalty, cross)  # [D + 1, H]
