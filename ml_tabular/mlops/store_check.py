@@ -3,7 +3,9 @@ a SQLite store and an experiment created by one process at a time."""
 
 from __future__ import annotations
 
+import hashlib
 import os
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -142,16 +144,17 @@ def _quick_requests() -> Iterator[None]:
 
 
 def create_sqlite_store(uri: str) -> None:
-    """Open the SQLite store at ``uri`` under a file lock beside it (``<file>.lock``), creating it if new.
-
+    """Open the SQLite store at ``uri`` under a file lock, creating it if new.
 
     MLflow creates a fresh store by running its schema migrations; two processes doing that at once collide
     (``table already exists``, alembic version mismatches). Under the lock the first creates it and the others
-    then find it made. The store object is cached by MLflow per URI, so the run reuses it.
+    then find it made. The store object is cached by MLflow per URI, so the run reuses it. The lock file lives in
+    the temp folder (named by the store's path), not beside the store: a user's folder gets no stray file.
     """
     from filelock import FileLock
     from mlflow import MlflowClient
 
-    path = Path(uri.removeprefix("sqlite:///"))
-    with FileLock(f"{path}.lock"):
+    path = Path(uri.removeprefix("sqlite:///")).resolve()
+    name = hashlib.sha256(str(path).encode()).hexdigest()[:16]
+    with FileLock(Path(tempfile.gettempdir()) / f"ml_tabular-store-{name}.lock"):
         MlflowClient(uri).search_experiments(max_results=1)
