@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +17,12 @@ SEARCH = {
     "pruner": {"type": "median", "n_startup_trials": 1, "n_warmup_steps": 0},
     "params": {"model.init_args.lr": [0.01, 1.0e-7]},
 }
+
+
+def cli_env() -> dict[str, str]:
+    """The environment ``run_cli`` gives a command (no MLFLOW_*/ML_TABULAR_* variables)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "ML_TABULAR_"))}
+    return {**env, "PYTHONWARNINGS": "ignore"}
 
 
 def write_search(folder: Path, spec: dict) -> Path:
@@ -98,3 +107,31 @@ def test_study_with_another_direction_is_one_line(tmp_path: Path, table_csv: Pat
     done = tune(tmp_path, table_csv, store, "--search", str(search), "--storage", storage, "--study-name", "mine")
     assert done.returncode == 2
     assert "exists with direction maximize, the search asks minimize" in done.stderr, done.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_two_workers_share_one_study_on_sqlite(tmp_path: Path, table_csv: Path, store: str) -> None:
+    search = str(write_search(tmp_path, SEARCH))
+    study = ["--search", search, "--storage", f"sqlite:///{tmp_path}/study.db", "--study-name", "shared"]
+    first = tune(tmp_path, table_csv, store, *study, "--n-trials", "1")  # creates both stores once
+    assert first.returncode == 0, first.stderr[-3000:]
+    command = ["tune", *tabular_args(table_csv, store), *study, "--n-trials", "1", "--output", "{}.yaml"]
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "ml_tabular", *[a.format(i) for a in command]],
+            cwd=tmp_path, env=cli_env(), stderr=subprocess.PIPE, text=True,
+        )
+        for i in range(2)
+    ]  # fmt: skip
+    assert [w.wait(timeout=300) for w in workers] == [0, 0], [w.stderr.read()[-2000:] for w in workers]
+    import optuna
+
+    trials = optuna.load_study(study_name="shared", storage=f"sqlite:///{tmp_path}/study.db").trials
+    assert sorted(t.number for t in trials) == [0, 1, 2]
+    from mlflow import MlflowClient
+
+    client = MlflowClient(store)
+    runs = client.search_runs([client.get_experiment_by_name("ml_tabular_tabular_baselines").experiment_id])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert len(parents) == 1  # the study's run, reopened by each worker
+    assert sorted(r.data.tags.get("trial_number", "") for r in runs) == ["", "0", "1", "2"]
