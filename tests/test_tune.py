@@ -90,6 +90,34 @@ def test_bad_search_space_is_one_line(tmp_path: Path, table_csv: Path, store: st
     assert message in done.stderr, done.stderr[-2000:]
 
 
+def test_multi_process_trials_are_refused(tmp_path: Path, table_csv: Path, store: str) -> None:
+    search = write_search(tmp_path, SEARCH)
+    done = tune(tmp_path, table_csv, store, "--search", str(search), "--trainer.strategy", "ddp")
+    assert done.returncode == 2
+    assert "ml_tabular: error: a tune trial runs in this process, not on several" in done.stderr, done.stderr[-2000:]
+
+
+def test_search_space_ranges_and_choices(tmp_path: Path) -> None:
+    import optuna
+
+    from ml_tabular.mlops.search_space import load_search_space
+
+    spec = {
+        "params": {
+            "data.init_args.batch_size": {"low": 16, "high": 256, "log": True},
+            "model.init_args.dropout": {"low": 0.0, "high": 0.5, "step": 0.1},
+            "model.init_args.hidden_dims": [[64, 32], [16]],
+        }
+    }
+    space = load_search_space(write_search(tmp_path, spec))
+    assert [(p.type, p.log) for p in space.params] == [("int", True), ("float", False), ("categorical", False)]
+    assert (space.metric, space.direction, space.sampler, space.pruner) == (
+        "val_loss", "minimize", {"type": "tpe"}, {"type": "median"}
+    )  # fmt: skip
+    fixed = {"data.init_args.batch_size": 64, "model.init_args.dropout": 0.2, "model.init_args.hidden_dims": "[16]"}
+    assert space.suggest(optuna.trial.FixedTrial(fixed))["model.init_args.hidden_dims"] == [16]
+
+
 def test_unreachable_storage_is_one_line(tmp_path: Path, table_csv: Path, store: str) -> None:
     search = write_search(tmp_path, SEARCH)
     storage = f"sqlite:///{tmp_path}/missing/folder/study.db"

@@ -114,7 +114,10 @@ def open_study(space: SearchSpace, study_name: str, storage: str | None) -> optu
             )
         except Exception as err:  # SQLAlchemy's many connection and URL errors
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise ConfigError(f"cannot open the Optuna storage '{redact_value(storage)}': {first}") from None
+            raise ConfigError(
+                f"cannot open the Optuna storage '{redact_value(storage)}': {first}. Check the URL and that its "
+                "database server runs (a SQLite file's folder must exist)."
+            ) from None
     study = optuna.create_study(
         storage=rdb,
         study_name=study_name,
@@ -141,6 +144,16 @@ def _make(kinds: dict[str, Any], spec: dict[str, Any], what: str) -> Any:
         raise ConfigError(f"search {what} {spec}: {err}.") from None
 
 
+def check_single_process(trainer: dict[str, Any]) -> None:
+    """Refuse a multi-process trainer: Lightning would relaunch this whole ``tune`` command once per rank."""
+    strategy, devices, nodes = str(trainer.get("strategy")), trainer.get("devices"), trainer.get("num_nodes")
+    if "ddp" in strategy or "fsdp" in strategy or devices not in ("auto", 1, "1", None) or nodes not in (1, None):
+        raise ConfigError(
+            f"a tune trial runs in this process, not on several (trainer strategy={strategy}, devices={devices}, "
+            f"num_nodes={nodes}): drop these flags, or run several `ml_tabular tune` workers on one --storage."
+        )
+
+
 def cli_value(value: Any) -> str:
     """A value as a command-line flag value (JSON: lists, null, true/false; strings as they are)."""
     return value if isinstance(value, str) else json.dumps(value)
@@ -159,6 +172,7 @@ class StudyRunner:
         self.study, self.space, self.fit_args = study, space, fit_args
         base = ConfigCLI(args=["fit", *fit_args])  # checks the args and creates the tracking store once
         space.check_against(base.run_config())
+        check_single_process(base.run_config()["trainer"])
         mlflow = base.app_config().mlflow
         if not mlflow.enabled:
             raise ConfigError("`ml_tabular tune` tracks every trial: turn mlflow.enabled on.")
