@@ -48,7 +48,7 @@ class ModelSpec:
 
 
 @contextmanager
-def _no_download_bars() -> Iterator[None]:
+def no_download_bars() -> Iterator[None]:
     """MLflow's artifact download bars would bury the command's own output."""
     name = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
     before = os.environ.get(name)
@@ -70,7 +70,7 @@ def _model_at(uri: str, tracking_uri: str) -> Iterator[None]:
 
     mlflow.set_tracking_uri(tracking_uri)
     try:
-        with _no_download_bars():
+        with no_download_bars():
             yield
     except MlflowException as err:
         raise ModelError(

@@ -16,7 +16,7 @@ from typing import Any
 
 from ml_tabular.data.chunks import check_suffix
 from ml_tabular.errors import ConfigError, DataError
-from ml_tabular.mlops.scoring import FLOAT_TYPES, ModelSpec, Scored, check_columns, read_spec
+from ml_tabular.mlops.scoring import FLOAT_TYPES, ModelSpec, Scored, check_columns, no_download_bars, read_spec
 
 LOOPBACK = "127.0.0.1"
 RESULT = "_ml_tabular_scores"  # the UDF's struct column, unpacked into the output columns
@@ -114,7 +114,8 @@ def _scored(spark: Any, frame: Any, spec: ModelSpec, source: str, id_column: str
         # MLflow refuses integers for a float column, and doubles for a float32 one
         inputs.append(F.col(name).cast(SPARK_TYPES[kind]).alias(name) if kind in FLOAT_TYPES else F.col(name))
     result_type = ", ".join(f"`{name}` {SPARK_TYPES.get(kind, 'string')}" for name, kind in spec.outputs.items())
-    udf = mlflow.pyfunc.spark_udf(spark, spec.uri, result_type=result_type, env_manager="local")
+    with no_download_bars():
+        udf = mlflow.pyfunc.spark_udf(spark, spec.uri, result_type=result_type, env_manager="local")
     ids = [id_column] if id_column else []
     return frame.select(*ids, udf(F.struct(*inputs)).alias(RESULT)).select(*ids, f"{RESULT}.*")
 

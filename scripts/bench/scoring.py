@@ -25,7 +25,7 @@ from ml_tabular.mlops.tracking import default_tracking_uri
 
 EXPERIMENT = "benchmark_score"
 FIT_BATCHES = 2
-MEMORY_ROWS = {False: (100_000, 2_000_000), True: (4_000, 8_000)}  # by --quick; 2M rows score in ~60 s here
+MEMORY_ROWS = {False: (100_000, 2_000_000), True: (4_000, 8_000)}  # by --quick; 2M rows score in ~35 s here
 # Both files in row groups of this many rows: Arrow decodes a Parquet file a row group at a time, so a reader's
 # memory follows the row group's size (~170 MB for 1M rows of 33 columns), which is not what is measured here
 ROW_GROUP_ROWS = 100_000
@@ -74,10 +74,9 @@ def score_throughput(ctx: Context, uri: str) -> Results:
 def score_memory(ctx: Context, uri: str) -> Results:
     """Peak memory of scoring a small and a large file, each in a fresh interpreter: flat in the input size.
 
-    The target is on the process's whole peak (what ``top`` shows for ``ml_tabular score``). Its growth above a
-    warm-up score is kept as a measurement: glibc's malloc moves its mmap threshold up after large frees, and
-    then (in about half of the runs here) heap fragmentation adds ~90 MB to the 2M-row growth; with
-    ``MALLOC_MMAP_THRESHOLD_=65536`` the growth is the same at 100k and 2M rows, at half the speed.
+    The target is on the process's whole peak (what ``top`` shows for ``ml_tabular score``); its growth above a
+    warm-up score is kept beside it. With chunks of 100k rows, glibc's malloc (which raises its mmap threshold
+    after large frees) let heap fragmentation add ~100 MB to the 2M-row growth in about half of the runs here.
     """
     marks = {}
     for rows in MEMORY_ROWS[ctx.quick]:
