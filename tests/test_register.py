@@ -102,7 +102,8 @@ def test_register_a_run_points_the_alias_at_a_version_that_predicts_as_the_run_m
         "source_run_id": trained.run_id,
         "metric": "val_loss",
         "dataset_digest": run.inputs.dataset_inputs[0].dataset.digest,
-    }  # no git_commit: the zoo trained outside a git repository
+        **({"git_commit": commit} if (commit := run.data.tags.get("mlflow.source.git.commit")) else {}),
+    }  # git_commit when the run has one: MLflow tags the source's commit (ml_tabular run from a git checkout)
     assert float(version.tags["metric_value"]) == best
     model_id = trained.model_uri.removeprefix("models:/")
     assert name in client.get_logged_model(model_id).tags["mlflow.modelVersions"]  # the UI's link to the version
