@@ -4,9 +4,8 @@ archived."""
 from __future__ import annotations
 
 import argparse
-import sys
-from typing import NoReturn
 
+from ml_tabular.commands.usage import UsageParser
 from ml_tabular.config import get_config
 from ml_tabular.errors import ConfigError
 from ml_tabular.mlops.registry import DEFAULT_ALIAS, DEFAULT_METRIC, Registry, check_alias, metric_mode
@@ -26,16 +25,8 @@ UNUSED_WITH = {
 }
 
 
-class _Parser(argparse.ArgumentParser):
-    """Reports a usage mistake as one line and a pointer to ``--help``, as ``ml_tabular fit`` does."""
-
-    def error(self, message: str) -> NoReturn:
-        sys.stderr.write(f"ml_tabular: error: {message}\nSee: {self.prog} --help\n")
-        raise SystemExit(2)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = UsageParser(
         prog="ml_tabular register",
         description="Register a run's MLflow model in the MLflow model registry and point an alias at the new "
         "version (tags: source_run_id, metric, metric_value, dataset_digest, git_commit).",

@@ -9,8 +9,6 @@ import re
 import shlex
 import socket
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,15 +16,14 @@ from jsonargparse import CLI
 
 from ml_tabular.commands.process_group import run_server
 from ml_tabular.config import get_config
-from ml_tabular.errors import ConfigError, ModelError, TrackingError
-from ml_tabular.mlops.secrets import redact_value
-from ml_tabular.mlops.tracking import require_mlflow, resolve_tracking_uri
+from ml_tabular.errors import ConfigError, TrackingError
+from ml_tabular.mlops.scoring import model_at
+from ml_tabular.mlops.tracking import no_download_bars, require_mlflow, resolve_tracking_uri
 
 log = logging.getLogger(__name__)
 
 STORE_SCHEMES = ("models:/", "runs:/")  # model URIs looked up in the tracking store
 ALIAS_URI = re.compile(r"models:/(?P<name>[^/@]+)@(?P<alias>[^/]+)")
-PROGRESS_BAR_ENV_VAR = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"  # read by MLflow at every download
 
 
 def serve(
@@ -57,7 +54,7 @@ def serve(
     require_mlflow()
     check_port(host, port)
     check_store(model, uri)
-    with _no_progress_bars():
+    with no_download_bars():
         info = model_info(model, uri)
         example = curl_example(info, f"http://{host}:{port}/invocations")
     log.info("serving %s%s on http://%s:%d/invocations (Ctrl-C stops it)", model, alias_version(model), host, port)
@@ -94,18 +91,9 @@ def check_store(model: str, tracking_uri: str) -> None:
 def model_info(model: str, tracking_uri: str) -> Any:
     """MLflow's ``ModelInfo`` of ``model`` in the store at ``tracking_uri``; one line if there is none."""
     import mlflow
-    from mlflow.exceptions import MlflowException
 
-    mlflow.set_tracking_uri(tracking_uri)
-    try:
+    with model_at(model, tracking_uri, store_flag="--tracking_uri"):
         return mlflow.models.get_model_info(model)
-    except MlflowException as err:
-        raise ModelError(
-            f"--model: no MLflow model at '{model}' in the tracking store {redact_value(tracking_uri)}: "
-            f"{err.message.strip().splitlines()[0].rstrip('.')}. Use models:/NAME@ALIAS, models:/NAME/VERSION, "
-            "models:/m-<id> or runs:/<run_id>/model (`fit` prints it), and the store it is in (MLFLOW_TRACKING_URI "
-            "or --tracking_uri)."
-        ) from None
 
 
 def alias_version(model: str) -> str:
@@ -138,20 +126,6 @@ def server_environment(tracking_uri: str) -> dict[str, str]:
     scripts = str(Path(sys.executable).parent)  # not resolved: a venv's python is a link to the base interpreter
     path = os.pathsep.join([scripts, os.environ.get("PATH", "")])
     return {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "PATH": path}
-
-
-@contextmanager
-def _no_progress_bars() -> Iterator[None]:
-    """No download progress bars while the model is looked up: they would bury the lines that matter."""
-    previous = os.environ.get(PROGRESS_BAR_ENV_VAR)
-    os.environ[PROGRESS_BAR_ENV_VAR] = "false"
-    try:
-        yield
-    finally:
-        if previous is None:
-            del os.environ[PROGRESS_BAR_ENV_VAR]
-        else:
-            os.environ[PROGRESS_BAR_ENV_VAR] = previous
 
 
 def main(argv: list[str]) -> None:

@@ -10,8 +10,8 @@ import socket
 import sys
 import tempfile
 from pathlib import Path
-from typing import NoReturn
 
+from ml_tabular.commands.usage import UsageParser
 from ml_tabular.errors import ConfigError
 from ml_tabular.mlops.secrets import redact_value
 
@@ -41,16 +41,8 @@ EXAMPLES = """examples:
 (the same on every replica) from the environment. Users and permissions: README, "Team tracking server"."""
 
 
-class _Parser(argparse.ArgumentParser):
-    """Reports a usage mistake as one line and a pointer to ``--help``, as ``ml_tabular fit`` does."""
-
-    def error(self, message: str) -> NoReturn:
-        sys.stderr.write(f"ml_tabular: error: {message}\nSee: {self.prog} --help\n")
-        raise SystemExit(2)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = UsageParser(
         prog="ml_tabular server",
         description="Start an MLflow tracking server for a team: runs in a database (PostgreSQL or SQLite), "
         "artifacts uploaded and downloaded through the server, optional basic-auth. It runs in its own process "

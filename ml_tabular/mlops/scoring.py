@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import re
 import time
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ import pyarrow.compute as pc
 from ml_tabular.data.chunks import ChunkWriter, input_header, read_chunks
 from ml_tabular.errors import ConfigError, DataError, ModelError
 from ml_tabular.mlops.secrets import redact_value
+from ml_tabular.mlops.tracking import no_download_bars
 
 log = logging.getLogger(__name__)
 
@@ -48,23 +48,10 @@ class ModelSpec:
 
 
 @contextmanager
-def no_download_bars() -> Iterator[None]:
-    """MLflow's artifact download bars would bury the command's own output."""
-    name = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
-    before = os.environ.get(name)
-    os.environ[name] = "false"
-    try:
-        yield
-    finally:
-        if before is None:
-            del os.environ[name]
-        else:
-            os.environ[name] = before
-
-
-@contextmanager
-def _model_at(uri: str, tracking_uri: str) -> Iterator[None]:
-    """Turn MLflow's failure to find the model at ``uri`` into one :class:`ModelError` naming it."""
+def model_at(uri: str, tracking_uri: str, store_flag: str = "--tracking-uri") -> Iterator[None]:
+    """Look the model at ``uri`` up in the store at ``tracking_uri`` inside the block (MLflow's current tracking URI,
+    no download bars); MLflow's failure to find it becomes one :class:`ModelError` naming it and the command's
+    ``store_flag``."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
@@ -76,8 +63,8 @@ def _model_at(uri: str, tracking_uri: str) -> Iterator[None]:
         raise ModelError(
             f"--model: no MLflow model at '{uri}' in the tracking store {redact_value(tracking_uri)}: "
             f"{one_line(err.message)}. Use models:/NAME@ALIAS, models:/NAME/VERSION, models:/m-<id> or "
-            "runs:/<run_id>/model (a run trained with mlflow.log_model false has none), and the store it is in "
-            "(--tracking-uri or MLFLOW_TRACKING_URI)."
+            "runs:/<run_id>/model (`fit` prints it; a run trained with mlflow.log_model false has none), and the "
+            f"store it is in ({store_flag} or MLFLOW_TRACKING_URI)."
         ) from None
 
 
@@ -86,7 +73,7 @@ def load_model(uri: str, tracking_uri: str) -> tuple[Any, ModelSpec]:
     columns; sets MLflow's tracking URI."""
     import mlflow
 
-    with _model_at(uri, tracking_uri):
+    with model_at(uri, tracking_uri):
         model = mlflow.pyfunc.load_model(uri)
     meta = model.metadata
     return model, model_spec(meta.get_input_schema(), meta.get_output_schema(), uri)
@@ -96,7 +83,7 @@ def read_spec(uri: str, tracking_uri: str) -> ModelSpec:
     """The columns of the model at ``uri``, read from its ``MLmodel`` file alone (the model is not loaded)."""
     import mlflow
 
-    with _model_at(uri, tracking_uri):
+    with model_at(uri, tracking_uri):
         signature = mlflow.models.get_model_info(uri).signature
     return model_spec(getattr(signature, "inputs", None), getattr(signature, "outputs", None), uri)
 

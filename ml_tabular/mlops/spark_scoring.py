@@ -16,7 +16,8 @@ from typing import Any
 
 from ml_tabular.data.chunks import check_suffix
 from ml_tabular.errors import ConfigError, DataError
-from ml_tabular.mlops.scoring import FLOAT_TYPES, ModelSpec, Scored, check_columns, no_download_bars, read_spec
+from ml_tabular.mlops.scoring import FLOAT_TYPES, ModelSpec, Scored, check_columns, read_spec
+from ml_tabular.mlops.tracking import no_download_bars
 
 LOOPBACK = "127.0.0.1"
 RESULT = "_ml_tabular_scores"  # the UDF's struct column, unpacked into the output columns

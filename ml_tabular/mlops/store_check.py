@@ -6,13 +6,12 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from ml_tabular.errors import TrackingError
 from ml_tabular.mlops.secrets import redact_value
+from ml_tabular.mlops.tracking import environment
 
 PROBE_TIMEOUT_SECONDS = 5  # per request; MLflow's default is 120 s, retried 7 times with backoff (~4 min)
 # MLflow's own settings, read at each request (mlflow.environment_variables)
@@ -128,19 +127,9 @@ def _refusal(uri: str, experiment_name: str, err: Exception) -> TrackingError:
     return TrackingError(f"{server} did not accept the start-up check: {first_line}")
 
 
-@contextmanager
-def _quick_requests() -> Iterator[None]:
+def _quick_requests() -> Any:
     """MLflow's client without retries and with a short timeout inside the block (then as it was)."""
-    saved = {name: os.environ.get(name) for name in (RETRIES_VAR, TIMEOUT_VAR)}
-    os.environ.update({RETRIES_VAR: "0", TIMEOUT_VAR: str(PROBE_TIMEOUT_SECONDS)})
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    return environment({RETRIES_VAR: "0", TIMEOUT_VAR: str(PROBE_TIMEOUT_SECONDS)})
 
 
 def create_sqlite_store(uri: str) -> None:

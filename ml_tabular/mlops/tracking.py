@@ -10,14 +10,36 @@ import os
 import subprocess
 import sys
 from argparse import Namespace
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from ml_tabular.errors import ConfigError, TrackingError
 
 DEFAULT_STORE_DIR = "mlruns"
+PROGRESS_BAR_VAR = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"  # read by MLflow at every download
 MAX_PARAM_LENGTH = 6000  # MLflow 3's limit on a param value
+
+
+@contextmanager
+def environment(values: Mapping[str, str]) -> Iterator[None]:
+    """The environment variables ``values`` set inside the block, then each as it was (unset if it was)."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def no_download_bars() -> Any:
+    """No MLflow artifact download bars inside the block: they would bury a command's own output."""
+    return environment({PROGRESS_BAR_VAR: "false"})
 
 
 def is_mlflow_available() -> bool:
