@@ -44,6 +44,17 @@ def make_table(n_rows: int = 160, seed: int = 0) -> pd.DataFrame:
 
 
 @pytest.fixture
+def single_thread() -> Iterator[None]:
+    """Run torch on one thread: on a busy 2-CPU machine, two spinning threads make many tiny steps take seconds."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
 def table_csv(tmp_path: Path) -> Path:
     path = tmp_path / "table.csv"
     make_table().to_csv(path, index=False)
@@ -190,6 +201,8 @@ class TrainedModel:
         config: CLI args giving its config (``--config`` and the data overrides it was trained with).
         rows: Raw rows to predict on (integers as floats, as the signature asks), also saved as ``rows_path``.
         id_column: A column of ``rows`` the model does not read, or ``None``.
+        predicted: What ``ml_tabular predict --ckpt_path`` writes for ``rows``: the reference answer of the
+            pyfunc, ``score`` and ``serve`` tests (made after the training file was deleted).
     """
 
     run_id: str
@@ -199,6 +212,17 @@ class TrainedModel:
     rows: pd.DataFrame
     rows_path: Path
     id_column: str | None = None
+    predicted: pd.DataFrame | None = None
+
+    def predict_with_cli(self, folder: Path) -> pd.DataFrame:
+        """Run ``ml_tabular predict`` from the checkpoint on ``rows_path`` in ``folder``; its table."""
+        output = folder / "predictions.parquet"
+        done = run_cli(
+            "predict", *self.config, "--mlflow.enabled", "false", "--ckpt_path", str(self.checkpoint),
+            "--data.init_args.predict_path", str(self.rows_path), "--output", str(output), cwd=folder,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr[-2000:]
+        return pd.read_parquet(output)
 
 
 @dataclass
@@ -255,6 +279,8 @@ def model_zoo(tmp_path_factory: pytest.TempPathFactory, empty_store: Path) -> Mo
     }
     table.unlink()
     series.unlink()
+    for name, trained in models.items():
+        trained.predicted = trained.predict_with_cli(folder / name)
     return ModelZoo(store, folder, models)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -44,15 +43,6 @@ def test_forward_and_predict_shapes(task):
         torch.testing.assert_close(predictions.sum(dim=1), torch.ones(ROWS))
     else:
         torch.testing.assert_close(predictions, out[:, 0, 0] * 2.0 + 10.0)  # back on the original scale
-
-
-@pytest.fixture
-def single_thread() -> Iterator[None]:
-    """Run torch on one thread: on a busy 2-CPU machine, two spinning threads make 100 tiny steps take seconds."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("task", TASKS)

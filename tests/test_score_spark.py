@@ -12,17 +12,6 @@ from conftest import ModelZoo, run_cli
 pytestmark = pytest.mark.slow  # a Spark session takes ~20 s to start on 2 cores
 
 
-def predict_output(model_zoo: ModelZoo, kind: str, folder: Path) -> pd.DataFrame:
-    trained = model_zoo.models[kind]
-    output = folder / f"{kind}_predict.parquet"
-    done = run_cli(
-        "predict", *trained.config, "--mlflow.enabled", "false", "--ckpt_path", str(trained.checkpoint),
-        "--data.init_args.predict_path", str(trained.rows_path), "--output", str(output), cwd=folder,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-2000:]
-    return pd.read_parquet(output)
-
-
 def spark_score(model_zoo: ModelZoo, uri: str, source: Path, output: Path, *extra: str):
     return run_cli(
         "score", "--engine", "spark", "--spark-master", "local[2]", "--model", uri,
@@ -45,7 +34,7 @@ def test_spark_gives_what_predict_writes(model_zoo: ModelZoo, kind: str, source:
     assert done.returncode == 0, done.stderr[-4000:]
     assert output.is_dir() and [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
     got = pd.read_parquet(output).sort_values("id").reset_index(drop=True)
-    expected = predict_output(model_zoo, kind, tmp_path)
+    expected = model_zoo.models[kind].predicted
     assert got["id"].tolist() == trained.rows["id"].tolist()
     assert list(got.columns) == ["id", *expected.columns]
     if kind == "classifier":

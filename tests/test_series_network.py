@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -71,15 +70,6 @@ def ar2_windows() -> tuple[torch.Tensor, torch.Tensor]:
     windows = torch.tensor(ar2(600), dtype=torch.float32).unfold(0, INPUT_SIZE + HORIZON, 1)
     keep = torch.tensor([s % 60 <= 60 - INPUT_SIZE - HORIZON for s in range(len(windows))])
     return windows[keep, :INPUT_SIZE].unsqueeze(2), windows[keep, INPUT_SIZE:]
-
-
-@pytest.fixture
-def single_thread() -> Iterator[None]:
-    """Run torch on one thread: on a busy 2-CPU machine, two spinning threads make many tiny steps take seconds."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_the_linear_path_alone_learns_a_linear_autoregression(single_thread):

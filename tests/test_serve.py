@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import ModelZoo, TrainedModel, run_cli
+from conftest import ModelZoo
 from servers import (
     Proc,
     command_line,
@@ -44,17 +44,6 @@ def start_serve(model_uri: str, store: str, cwd: Path, port: int) -> subprocess.
             stderr=err,
             start_new_session=True,  # its own group, so the test can tell the server's group from it
         )
-
-
-def predict_with_cli(trained: TrainedModel, tmp_path: Path) -> pd.DataFrame:
-    """The reference answer: ``ml_tabular predict`` from the checkpoint on the same rows."""
-    output = tmp_path / "predictions.parquet"
-    done = run_cli(
-        "predict", *trained.config, "--mlflow.enabled", "false", "--ckpt_path", str(trained.checkpoint),
-        "--data.init_args.predict_path", str(trained.rows_path), "--output", str(output), cwd=tmp_path,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-2000:]
-    return pd.read_parquet(output)
 
 
 def post(url: str, body: bytes, content_type: str = "application/json") -> tuple[int, dict]:
@@ -117,7 +106,7 @@ def test_served_classifier_answers_as_predict_and_says_what_is_wrong(model_zoo: 
     port = free_port()
     proc = start_serve(trained.model_uri, model_zoo.store, tmp_path, port)
     try:
-        expected = predict_with_cli(trained, tmp_path)  # while the server starts
+        expected = trained.predicted
         wait_until_ready(f"http://127.0.0.1:{port}/ping", proc)
         url = f"http://127.0.0.1:{port}/invocations"
         assert f"{trained.model_uri} on {url}" in (tmp_path / "err.txt").read_text()
@@ -148,7 +137,7 @@ def test_served_forecaster_from_a_run_uri_answers_as_predict(model_zoo: ModelZoo
     port = free_port()
     proc = start_serve(f"runs:/{trained.run_id}/model", model_zoo.store, tmp_path, port)
     try:
-        expected = predict_with_cli(trained, tmp_path)
+        expected = trained.predicted
         wait_until_ready(f"http://127.0.0.1:{port}/ping", proc)
         rows = trained.rows.astype({"timestamp": str})  # as a client sends them: text, as in the CSV file
         status, answer = post(f"http://127.0.0.1:{port}/invocations", split_json(rows))
