@@ -32,10 +32,14 @@ class Predictor:
     @classmethod
     def from_checkpoint(cls, path: str | Path) -> Predictor:
         """Load a checkpoint made by ``ml_tabular fit`` (with ``weights_only``, so it cannot run code)."""
-        info = read_checkpoint(path, key="checkpoint")
+        return cls.from_info(read_checkpoint(path, key="checkpoint"))
+
+    @classmethod
+    def from_info(cls, info: CheckpointInfo) -> Predictor:
+        """The predictor of a checkpoint already read with :func:`~ml_tabular.checkpoint.read_checkpoint`."""
         if info.data_class is None or not info.data_hparams:
             raise ConfigError(
-                f"checkpoint '{path}' was made by an older ml_tabular that did not store its DataModule's "
+                f"checkpoint '{info.path}' was made by an older ml_tabular that did not store its DataModule's "
                 "arguments: train it again to serve or score it."
             )
         model = import_class(info.model_class)(**info.hparams)

@@ -52,7 +52,8 @@ def log_checkpoint_model(
     from ml_tabular.mlops.pyfunc import CHECKPOINT_ARTIFACT
     from ml_tabular.predictor import Predictor
 
-    predictions = Predictor.from_checkpoint(checkpoint).predict(example)
+    saved = read_checkpoint(checkpoint, key="checkpoint")
+    predictions = Predictor.from_info(saved).predict(example)
     with warnings.catch_warnings():  # its integer-column hint: example_rows() already made them floats
         warnings.simplefilter("ignore", UserWarning)
         signature = infer_signature(example, predictions)
@@ -80,7 +81,7 @@ def log_checkpoint_model(
         signature=signature,
         input_example=example,
         pip_requirements=requirements(),
-        step=read_checkpoint(checkpoint, key="checkpoint").epoch,  # links that epoch's metrics to the model
+        step=saved.epoch,  # links that epoch's metrics to the model
     )
 
 
