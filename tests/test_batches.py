@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from ml_tabular.data.batches import EpochBatchSampler, TensorBatches, batch_loader
+from ml_tabular.errors import DataError
 
 
 def rows(n: int) -> TensorBatches:
@@ -89,3 +90,43 @@ def test_batch_count_is_rows_over_batch_size_rounded_up(n, batch_size, shuffle):
 def test_tensors_of_different_lengths_are_refused():
     with pytest.raises(ValueError, match="differ in length"):
         TensorBatches({"a": torch.zeros(3), "b": torch.zeros(4)})
+
+
+def shards(n: int, batch_size: int, shuffle: bool, world_size: int, epoch_number: int = 0) -> list[list[list[int]]]:
+    """Each rank's batches (row numbers) of one epoch, the samplers built as each rank of a DDP run builds its own."""
+    samplers = [EpochBatchSampler(n, batch_size, shuffle, 7, world_size, rank) for rank in range(world_size)]
+    for sampler in samplers:
+        sampler.set_epoch(epoch_number)
+    return [epoch(sampler) for sampler in samplers]
+
+
+@pytest.mark.parametrize(("n", "batch_size"), [(160, 32), (97, 12), (33, 16), (5, 4), (3, 1), (64, 64)])
+@pytest.mark.parametrize("shuffle", [False, True])
+@pytest.mark.parametrize("world_size", [2, 3])
+def test_ranks_share_out_every_row_once_in_the_same_number_of_batches(n, batch_size, shuffle, world_size):
+    for epoch_number in (0, 1):
+        per_rank = shards(n, batch_size, shuffle, world_size, epoch_number)
+
+        seen = [row for batches in per_rank for batch in batches for row in batch]
+        assert sorted(seen) == list(range(n))  # no row twice, none missed: train and validation alike
+        assert len({len(batches) for batches in per_rank}) == 1  # DDP steps in lockstep: equal batch counts
+        assert all(0 < len(batch) <= batch_size + 1 for batches in per_rank for batch in batches)
+
+
+def test_shards_follow_one_permutation_per_epoch():
+    first, again, second = shards(97, 12, True, 2, 0), shards(97, 12, True, 2, 0), shards(97, 12, True, 2, 1)
+
+    assert first == again  # every rank draws the same (seed, epoch) order, so the shards are disjoint
+    assert first != second
+
+
+def test_one_rank_is_the_single_process_order():
+    single = EpochBatchSampler(97, 12, True, 7)
+    single.set_epoch(3)
+
+    assert shards(97, 12, True, 1, 3) == [epoch(single)]
+
+
+def test_fewer_rows_than_processes_is_one_line():
+    with pytest.raises(DataError, match="2 row\\(s\\) cannot give each of 3 processes a batch"):
+        EpochBatchSampler(2, 8, False, 0, num_replicas=3, rank=0)

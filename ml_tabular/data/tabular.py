@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
-from ml_tabular.data.batches import TensorBatches, batch_loader
+from ml_tabular.data.batches import TensorBatches, batch_loader, process_share
 from ml_tabular.data.io import (
     INPUT_ROWS,
     TABLE_HEAD_ROWS,
@@ -312,7 +312,7 @@ class TabularDataModule(pl.LightningDataModule):
         tensors = self.splits[split]
         if len(tensors["y"]) == 0:
             raise ConfigError(f"the {split} split is empty: set data.init_args.{split}_fraction above 0.")
-        return batch_loader(TensorBatches(tensors), self.batch_size, shuffle, self.seed)
+        return batch_loader(TensorBatches(tensors), self.batch_size, shuffle, self.seed, process_share(self.trainer))
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

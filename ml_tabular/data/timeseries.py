@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from ml_tabular.data.batches import Index, TensorBatches, batch_loader
+from ml_tabular.data.batches import Index, TensorBatches, batch_loader, process_share
 from ml_tabular.data.calendar import PERIOD_SECONDS, CalendarFeature, auto_features, calendar_features, window_times
 from ml_tabular.data.io import (
     INPUT_ROWS,
@@ -354,7 +354,8 @@ class TimeSeriesDataModule(pl.LightningDataModule):
         def make_batch(index: Index) -> dict[str, Tensor]:
             return self._windows(starts[index])
 
-        return batch_loader(TensorBatches({"start": starts}, make_batch), self.batch_size, shuffle, self.seed)
+        batches = TensorBatches({"start": starts}, make_batch)
+        return batch_loader(batches, self.batch_size, shuffle, self.seed, process_share(self.trainer))
 
     def setup(self, stage: str) -> None:
         if stage != "predict" and self.values is None:

@@ -116,7 +116,9 @@ class MLPSystem(pl.LightningModule):
             metrics = self.metrics[f"{stage}_metrics"]
             values.update(metrics.compute())
             metrics.reset()
-        self.log_dict(values, prog_bar=stage != "test")
+        # the torchmetrics values above are already reduced over the processes of a DDP run; sync_dist averages
+        # those equal values once more (a few scalars an epoch), which keeps Lightning from warning on every key
+        self.log_dict(values, prog_bar=stage != "test", sync_dist=True)
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         loss = self.loss_and_output(batch)[0]
