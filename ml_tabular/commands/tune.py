@@ -27,12 +27,20 @@ def parser() -> ArgumentParser:
     p.add_argument("--storage", default=None, help="Optuna storage URL shared by workers (default: in memory).")
     p.add_argument("--study-name", default=None, help="Study name (default: <config stem>_search).")
     p.add_argument("--output", default="best.yaml", help="Where the best trial's complete run YAML is written.")
+    p.add_argument(
+        "--heartbeat",
+        type=int,
+        default=30,
+        help="With --storage: seconds between a running trial's heartbeats; a trial silent for 3 of them (its "
+        "worker killed or its machine lost) is marked FAIL by the next worker to start a trial (default 30).",
+    )
     return p
 
 
 def split_args(argv: list[str]) -> tuple[list[str], list[str]]:
     """``argv`` split into this command's flags and the ``fit`` flags passed to every trial."""
     own_flags = {"--config", "--search", "--n-trials", "--timeout", "--storage", "--study-name", "--output"}
+    own_flags.add("--heartbeat")
     own, fit, i = [], [], 0
     while i < len(argv):
         flag = argv[i].split("=", 1)[0]
@@ -49,18 +57,25 @@ def main(argv: list[str]) -> None:
 
     own, fit_overrides = split_args(argv)
     args = parser().parse_args(own)
+    if args.heartbeat < 1:
+        raise ConfigError(
+            f"--heartbeat {args.heartbeat}: a worker's heartbeat interval is a whole number of seconds, 1 or more."
+        )
     require_mlflow()
     try:
         import optuna  # noqa: F401
         import optuna_integration  # noqa: F401
     except ImportError:
         raise ConfigError("`ml_tabular tune` needs Optuna: pip install 'ml_tabular[tune]'.") from None
+    from ml_tabular.mlops.study_storage import setup_lock
     from ml_tabular.mlops.tuning import StudyRunner, open_study
 
     space = load_search_space(args.search)
     study_name = args.study_name or f"{Path(args.config).stem}_search"
-    study = open_study(space, study_name, args.storage)
-    runner = StudyRunner(study, space, ["--config", args.config, *fit_overrides])
+    with setup_lock(args.storage):  # the first worker creates the stores, the study and its run; the others find them
+        runner = StudyRunner(space, ["--config", args.config, *fit_overrides])
+        study = open_study(space, study_name, args.storage, args.heartbeat, runner.close_dead_trial)
+        runner.start(study)
     status = "FAILED"
     try:
         study.optimize(runner.objective, n_trials=args.n_trials, timeout=args.timeout)

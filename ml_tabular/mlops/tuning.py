@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
+import socket
 import tempfile
 import warnings
 from pathlib import Path
@@ -20,12 +22,12 @@ from ml_tabular.cli import MLTabularCLI
 from ml_tabular.errors import AppError, ConfigError
 from ml_tabular.mlops.search_space import SearchSpace
 from ml_tabular.mlops.secrets import redact_value
+from ml_tabular.mlops.study_storage import StaleTrialCallback, open_storage
 from ml_tabular.mlops.tracking import resolve_tracking_uri
 
 log = logging.getLogger(__name__)
 
 PARENT_RUN_ATTR = "mlflow_parent_run_id"  # study user attribute: the study's MLflow run, shared by all workers
-HEARTBEAT_SECONDS = 30  # a worker silent for 3 beats had its trial marked FAIL by the others
 SAMPLERS = {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler}
 PRUNERS = {
     "median": optuna.pruners.MedianPruner,
@@ -102,22 +104,16 @@ class BestMetric(Callback):
             self.value = value
 
 
-def open_study(space: SearchSpace, study_name: str, storage: str | None) -> optuna.Study:
-    """Create or load (``storage``: several workers, reruns resume) the study; bad settings are one line."""
+def open_study(
+    space: SearchSpace, study_name: str, storage: str | None, heartbeat: int, on_stale: StaleTrialCallback
+) -> optuna.Study:
+    """Create or load (``storage``: several workers, reruns resume) the study; bad settings are one line.
+
+    Running trials send a heartbeat every ``heartbeat`` seconds; ``on_stale`` is called for a trial whose worker died.
+    """
     sampler = _make(SAMPLERS, space.sampler, "sampler")
     pruner = _make(PRUNERS, space.pruner, "pruner")
-    rdb = None
-    if storage is not None:
-        try:
-            rdb = optuna.storages.RDBStorage(
-                storage, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=3 * HEARTBEAT_SECONDS
-            )
-        except Exception as err:  # SQLAlchemy's many connection and URL errors
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise ConfigError(
-                f"cannot open the Optuna storage '{redact_value(storage)}': {first}. Check the URL and that its "
-                "database server runs (a SQLite file's folder must exist)."
-            ) from None
+    rdb = None if storage is None else open_storage(storage, heartbeat, on_stale)
     study = optuna.create_study(
         storage=rdb,
         study_name=study_name,
@@ -164,12 +160,17 @@ def overrides(values: dict[str, Any]) -> list[str]:
 
 
 class StudyRunner:
-    """Runs trials of ``study`` as ``fit`` with ``fit_args`` plus each trial's values, under one parent run."""
+    """Runs trials of a study as ``fit`` with ``fit_args`` plus each trial's values, under one parent run.
 
-    def __init__(self, study: optuna.Study, space: SearchSpace, fit_args: list[str]) -> None:
+    Made in two steps: the config is checked (and the tracking store created) first, :meth:`start` then takes the
+    study, opened with :meth:`close_dead_trial` as its stale-trial callback, and creates or reopens its run.
+    """
+
+    def __init__(self, space: SearchSpace, fit_args: list[str]) -> None:
         from mlflow import MlflowClient
 
-        self.study, self.space, self.fit_args = study, space, fit_args
+        self.space, self.fit_args = space, fit_args
+        self.worker = f"{socket.gethostname()}:{os.getpid()}"  # which machine and process ran a trial
         base = ConfigCLI(args=["fit", *fit_args])  # checks the args and creates the tracking store once
         space.check_against(base.run_config())
         check_single_process(base.run_config()["trainer"])
@@ -179,6 +180,10 @@ class StudyRunner:
         self.client = MlflowClient(resolve_tracking_uri(mlflow.tracking_uri))
         experiment = self.client.get_experiment_by_name(base._experiment_name(mlflow))
         self.experiment_id = experiment.experiment_id
+
+    def start(self, study: optuna.Study) -> None:
+        """Run ``study``'s trials under its MLflow run: the one its first worker made, or a new one."""
+        self.study = study
         self.parent_id = self._parent_run()
 
     def _parent_run(self) -> str:
@@ -201,8 +206,9 @@ class StudyRunner:
         """One ``fit``: its best ``metric`` value; pruned trials raise TrialPruned, failed ones give NaN (FAIL)."""
         values = self.space.suggest(trial)
         pruning, best = EpochPruning(trial, self.space.metric), BestMetric(self.space.metric, self.space.direction)
+        trial.set_user_attr("worker", self.worker)
         tags = {"mlflow.parentRunId": self.parent_id, "trial_number": str(trial.number)}
-        tags["study_name"] = self.study.study_name
+        tags |= {"study_name": self.study.study_name, "trial_worker": self.worker}
         log.info("trial %d: %s", trial.number, " ".join(overrides(values)))
         state = "FAIL"
         try:
@@ -223,23 +229,44 @@ class StudyRunner:
         finally:
             self._tag_trial(trial.number, state)
 
-    def _tag_trial(self, number: int, state: str) -> None:
-        runs = self.client.search_runs(
+    def _trial_runs(self, number: int) -> list[Any]:
+        return self.client.search_runs(
             [self.experiment_id],
             f"tags.mlflow.parentRunId = '{self.parent_id}' AND tags.trial_number = '{number}'",
         )
-        for run in runs:
+
+    def _tag_trial(self, number: int, state: str) -> None:
+        for run in self._trial_runs(number):
             self.client.set_tag(run.info.run_id, "trial_state", state)
 
+    def close_dead_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        """Stale-trial callback: Optuna has just failed ``trial``, whose worker stopped beating (killed, machine
+        lost); its run, left RUNNING by the dead worker, is marked FAILED and tagged ``trial_state`` FAIL."""
+        for run in self._trial_runs(trial.number):
+            if run.info.status == "RUNNING":
+                self.client.set_tag(run.info.run_id, "trial_state", "FAIL")
+                self.client.set_terminated(run.info.run_id, "FAILED")
+        worker = trial.user_attrs.get("worker", "?")
+        log.warning("trial %d failed: its worker %s stopped sending heartbeats", trial.number, worker)
+
     def finish(self, output: Path, status: str) -> None:
-        """Record the best trial on the parent run, write its complete config to ``output``, close the run."""
+        """Record the best trial on the parent run, write its complete config to ``output``, and close the run
+        unless other workers are still running trials (the last one out closes it)."""
         try:
             if any(t.state == optuna.trial.TrialState.COMPLETE for t in self.study.trials):
                 self._record_best(output)
             else:
                 log.warning("no trial completed: no best configuration to write")
         finally:
-            self.client.set_terminated(self.parent_id, status)
+            if not self._others_running():
+                self.client.set_terminated(self.parent_id, status)
+
+    def _others_running(self) -> bool:
+        """Whether trials of other workers are running (dead workers' trials past their grace period failed first)."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # as Optuna's own call does
+            optuna.storages.fail_stale_trials(self.study)
+        return bool(self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)))
 
     def _record_best(self, output: Path) -> None:
         best = self.study.best_trial
