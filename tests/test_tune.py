@@ -90,11 +90,17 @@ def test_bad_search_space_is_one_line(tmp_path: Path, table_csv: Path, store: st
     assert message in done.stderr, done.stderr[-2000:]
 
 
-def test_multi_process_trials_are_refused(tmp_path: Path, table_csv: Path, store: str) -> None:
+def test_multi_process_trials_are_refused_with_what_to_do_instead(tmp_path: Path, table_csv: Path, store: str) -> None:
     search = write_search(tmp_path, SEARCH)
-    done = tune(tmp_path, table_csv, store, "--search", str(search), "--trainer.strategy", "ddp")
+    ddp = ["--trainer.strategy", "ddp_spawn", "--trainer.devices", "2"]  # spawn too: its callbacks never report back
+    done = tune(tmp_path, table_csv, store, "--search", str(search), *ddp)
     assert done.returncode == 2
-    assert "ml_tabular: error: a tune trial runs in this process, not on several" in done.stderr, done.stderr[-2000:]
+    assert done.stderr.strip().splitlines()[-1] == (
+        "ml_tabular: error: a tune trial runs in this process, not on several (trainer strategy=ddp_spawn, devices=2, "
+        "num_nodes=1): drop these flags and run one `ml_tabular tune` worker per core or machine on one --storage, "
+        "then train the best config on several processes with `ml_tabular fit --config best.yaml --trainer.strategy "
+        "ddp --trainer.devices N`."
+    ), done.stderr[-2000:]
 
 
 def test_search_space_ranges_and_choices(tmp_path: Path) -> None:

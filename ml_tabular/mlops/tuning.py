@@ -141,12 +141,15 @@ def _make(kinds: dict[str, Any], spec: dict[str, Any], what: str) -> Any:
 
 
 def check_single_process(trainer: dict[str, Any]) -> None:
-    """Refuse a multi-process trainer: Lightning would relaunch this whole ``tune`` command once per rank."""
+    """Refuse a multi-process trainer: Lightning would relaunch this whole ``tune`` command once per rank (``ddp``),
+    or run the trial in child processes whose callbacks never report back to the study (``ddp_spawn``)."""
     strategy, devices, nodes = str(trainer.get("strategy")), trainer.get("devices"), trainer.get("num_nodes")
     if "ddp" in strategy or "fsdp" in strategy or devices not in ("auto", 1, "1", None) or nodes not in (1, None):
         raise ConfigError(
             f"a tune trial runs in this process, not on several (trainer strategy={strategy}, devices={devices}, "
-            f"num_nodes={nodes}): drop these flags, or run several `ml_tabular tune` workers on one --storage."
+            f"num_nodes={nodes}): drop these flags and run one `ml_tabular tune` worker per core or machine on one "
+            "--storage, then train the best config on several processes with `ml_tabular fit --config best.yaml "
+            "--trainer.strategy ddp --trainer.devices N`."
         )
 
 
