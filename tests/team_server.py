@@ -40,10 +40,10 @@ class TeamServer:
 
 
 @contextlib.contextmanager
-def team_server(folder: Path, store_uri: str, auth: bool) -> Iterator[TeamServer]:
-    """Start ``ml_tabular server`` (one worker) on ``store_uri``, given in ``MLFLOW_BACKEND_STORE_URI``; on exit
-    SIGTERM it alone and check that it took every process below it down."""
-    port = free_port()
+def team_server(folder: Path, store_uri: str, auth: bool, port: int | None = None) -> Iterator[TeamServer]:
+    """Start ``ml_tabular server`` (one worker) on ``store_uri``, given in ``MLFLOW_BACKEND_STORE_URI``, on ``port``
+    (default: a free one); on exit SIGTERM it alone and check that it took every process below it down."""
+    port = port or free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "ML_TABULAR_"))}
     env |= {"MLFLOW_BACKEND_STORE_URI": store_uri, "PYTHONWARNINGS": "ignore"}
     if auth:

@@ -7,4 +7,5 @@ COMMANDS = {
     "score": "ml_tabular.commands.score",
     "server": "ml_tabular.commands.server",
     "tune": "ml_tabular.commands.tune",
+    "sync": "ml_tabular.commands.sync",
 }  # name -> module with ``main(argv)``, imported on use

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 import tempfile
 from argparse import Namespace
@@ -19,8 +20,12 @@ from lightning.pytorch.utilities import rank_zero_only
 from ml_tabular.checkpoint import LastEpochCheckpoint
 from ml_tabular.logs import captured_log
 from ml_tabular.mlops.recorder import TRAIN_LOG, RunRecorder
-from ml_tabular.mlops.secrets import redact
+from ml_tabular.mlops.secrets import redact, redact_value
+from ml_tabular.mlops.spool import SPOOL_DIR, Spool, SpoolRun
+from ml_tabular.mlops.spooling_client import SpoolingClient
 from ml_tabular.mlops.tracking import DEFAULT_STORE_DIR, require_mlflow, resolve_tracking_uri, run_page
+
+log = logging.getLogger(__name__)
 
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"  # MLflow 3's UI opens such an experiment in its model-training view
@@ -40,7 +45,10 @@ class MLTabularLogger(MLFlowLogger):
       upload fails;
     - a run reopened by ``run_id`` (resume) is set back to RUNNING and keeps its original params; with
       ``add_only`` (``test``), metrics and the log are added to it and nothing else there changes;
-    - the experiment is tagged ``mlflow.experimentKind=custom_model_development`` (MLflow's model-training view).
+    - the experiment is tagged ``mlflow.experimentKind=custom_model_development`` (MLflow's model-training view);
+    - with a tracking server, what it does not take during the run (it stopped, hangs or answers 5xx) is kept in
+      ``<save_dir>/<experiment_id>/<run_id>/spool`` while training goes on, and sent in order when it is back (tried
+      at each epoch end and at the end), or later by ``ml_tabular sync``; requests get bounded retries and timeouts.
 
     Where it differs from the base, on purpose: the default store is the SQLite file ``<save_dir>/mlflow.db``
     (MLflow 3 refuses ``file:`` stores); metrics are stepped by the epoch index when Lightning passes ``epoch``
@@ -108,26 +116,34 @@ class MLTabularLogger(MLFlowLogger):
         self._local_dir = save_dir
         self._synchronous = synchronous
         self._checkpoint_uploads = log_model
-        self._opened = False
         self._epoch_logged: int | None = None
         self._log_artifacts = log_artifacts
         self._app_config = app_config
         self._closed_as: str | None = None
         self._config_logged = False
         self._recorder: RunRecorder | None = None
+        self._client: SpoolingClient | None = None
+        self._logged: dict[str, list[tuple[int, float]]] = {}  # what this process logged, for when the server is away
         self._checkpoint_callbacks: dict[str, ModelCheckpoint] = {}
 
     @property
     @rank_zero_experiment
     def experiment(self) -> Any:
-        client = super().experiment
-        if not self._opened:  # first use: the run now exists (created, or found by run_id)
-            self._opened = True
+        """The run's :class:`~ml_tabular.mlops.spooling_client.SpoolingClient` (an ``MlflowClient``)."""
+        if self._client is None:  # first use: the run now exists (created, or found by run_id)
+            client = super().experiment
+            remote = self._store_uri.startswith(("http://", "https://"))
+            spool = Spool(self._spool_dir(), SpoolRun(self._store_uri, self._run_id)) if remote else None
+            self._client = SpoolingClient(client, self._store_uri, self._run_id, spool)
             client.set_experiment_tag(self.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
             if self.continues_run:
                 client.update_run(self.run_id, status="RUNNING")
                 self.recorder.set_tags(self.tags or {})
-        return client
+        return self._client
+
+    def _spool_dir(self) -> Path:
+        """Where writes the server did not take are kept: beside the run's checkpoints."""
+        return Path(self._local_dir, self._experiment_id, self._run_id, SPOOL_DIR)  # the base's, set by opening
 
     @property
     def continues_run(self) -> bool:
@@ -152,9 +168,17 @@ class MLTabularLogger(MLFlowLogger):
 
     def summary(self) -> str:
         """One line naming the run and where to see it (its UI page, or ``ml_tabular ui`` for a local store)."""
-        run = self.experiment.get_run(self.run_id)
         page = run_page(self.tracking_uri, self.experiment_id, self.run_id)
+        if self.experiment.away:
+            return f"run {self.run_id}: {page} once `ml_tabular sync --run-id {self.run_id}` has sent what is kept"
+        run = self.experiment.get_run(self.run_id)
         return f"run '{run.info.run_name}' (id {self.run_id}, {run.info.status}): {page}"
+
+    @rank_zero_only
+    def save(self) -> None:
+        """Lightning calls this after each logging call (epoch ends here): send kept writes if the server is back."""
+        if self._client is not None:
+            self._client.flush()
 
     @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
@@ -169,6 +193,15 @@ class MLTabularLogger(MLFlowLogger):
             self._epoch_logged = step
         if metrics:
             super().log_metrics(metrics, step=step)
+            for key, value in metrics.items():
+                self._logged.setdefault(key, []).append((step or 0, float(value)))
+
+    def metric_history(self, key: str) -> list[tuple[int, float]]:
+        """``(step, value)`` of metric ``key`` in logging order: the store's (a resumed run's earlier epochs too), or
+        while the tracking server is away, what this process logged."""
+        if self.experiment.away:
+            return list(self._logged.get(key, []))
+        return [(m.step, m.value) for m in self.experiment.get_metric_history(self.run_id, key)]
 
     @rank_zero_only
     def log_hyperparams(self, params: dict[str, Any] | Namespace) -> None:
@@ -215,7 +248,7 @@ class MLTabularLogger(MLFlowLogger):
         as a failure after our callback named it). With ``add_only``, the status and end time stay as they were.
         """
         closing = _STATUSES.get(status, status.upper())
-        if not self._opened or (self._closed_as == "KILLED" and closing == "FAILED"):
+        if self._client is None or (self._closed_as == "KILLED" and closing == "FAILED"):
             return
         first = self._closed_as is None
         self._closed_as = closing
@@ -228,6 +261,13 @@ class MLTabularLogger(MLFlowLogger):
         finally:
             if not self._add_only:
                 self.experiment.set_terminated(self.run_id, closing)
+            if not self.experiment.flush(force=True):
+                log.warning(
+                    "tracking server %s is still away: %s of run %s are kept in %s; send them with "
+                    "`ml_tabular sync --run-id %s` when it is back",
+                    redact_value(self._store_uri), self.experiment.spool.describe(), self.run_id,
+                    self.experiment.spool.folder, self.run_id,
+                )  # fmt: skip
 
     def _upload_checkpoints(self) -> None:
         """The monitored best and the last checkpoint as ``checkpoints/best.ckpt`` and ``checkpoints/last.ckpt``."""

@@ -116,7 +116,10 @@ class LogModelCallback(Callback):
         for logger in loggers:
             time_columns = (data.timestamp_column,) if hasattr(data, "timestamp_column") else ()
             example = data.example_rows()
-            info = log_checkpoint_model(logger.tracking_uri, logger.run_id, checkpoint, example, tags, time_columns)
+            info = logger.experiment.log_model(checkpoint, example, tags, time_columns)
+            if info is None:
+                log.warning("MLflow model kept in %s until the tracking server is back", logger.experiment.spool.folder)
+                continue
             log.info(
                 "MLflow model %s (%s); register it: ml_tabular register --run-id %s --name NAME --alias champion",
                 info.model_uri, Path(checkpoint).name, logger.run_id,

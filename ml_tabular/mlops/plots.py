@@ -86,10 +86,7 @@ class RunPlotsCallback(Callback):
     @staticmethod
     def _log_plots(make: Any, model: pl.LightningModule, data: Any, loggers: list[MLTabularLogger]) -> None:
         logger = loggers[0]
-        history = {
-            key: [(m.step, m.value) for m in logger.experiment.get_metric_history(logger.run_id, key)]
-            for key in HISTORY
-        }
+        history = {key: logger.metric_history(key) for key in HISTORY}
         for name, figure in make(model, data, history).items():
             for logger in loggers:
                 logger.log_figure(figure, f"plots/{name}.png")

@@ -34,7 +34,7 @@ def check_tracking_store(uri: str, experiment_name: str, write: bool = True) -> 
     """
     remote = uri.startswith(("http://", "https://"))
     if remote:
-        _check_reachable(uri)
+        check_reachable(uri)
     elif uri.startswith("sqlite:///"):
         create_sqlite_store(uri)
     from mlflow import MlflowClient
@@ -67,21 +67,33 @@ def _create_experiment(client: Any, name: str) -> str:
         return client.get_experiment_by_name(name).experiment_id
 
 
-def _check_reachable(uri: str) -> None:
+def check_reachable(uri: str, advice: str | None = None) -> None:
+    """Stop with one line naming the server and what failed when nothing answers at ``uri``; ``advice`` says what
+    to do about it (default: start it, or train on the local store)."""
+    from mlflow.exceptions import MlflowException
+
+    try:  # any HTTP answer will do: the calls after this one say what is wrong with it
+        server_health(uri, PROBE_TIMEOUT_SECONDS)
+    except MlflowException as err:
+        advice = (
+            advice
+            or f"Start it (see `ml_tabular server --help`), or train on the local store instead: {_local_hint()}."
+        )
+        raise TrackingError(
+            f"tracking server {redact_value(uri)} is not reachable ({_connection_failure(str(err))}). {advice}"
+        ) from None
+
+
+def server_health(uri: str, timeout: float) -> None:
+    """One request to the server's ``/health``, no retries; raises ``MlflowException`` when nothing answers in
+    ``timeout`` seconds (any HTTP answer will do)."""
     # mlflow.utils.rest_utils.http_request: not documented, but it is how MLflow's client talks to a server
     # (its TLS and credential settings included), and the one call taking max_retries/timeout per request.
-    from mlflow.exceptions import MlflowException
     from mlflow.utils.credentials import get_default_host_creds
     from mlflow.utils.rest_utils import http_request
 
     creds = get_default_host_creds(uri.rstrip("/"))
-    try:  # any HTTP answer will do: the calls after this one say what is wrong with it
-        http_request(creds, "/health", "GET", max_retries=0, timeout=PROBE_TIMEOUT_SECONDS, raise_on_status=False)
-    except MlflowException as err:
-        raise TrackingError(
-            f"tracking server {redact_value(uri)} is not reachable ({_connection_failure(str(err))}). "
-            f"Start it (see `ml_tabular server --help`), or train on the local store instead: {_local_hint()}."
-        ) from None
+    http_request(creds, "/health", "GET", max_retries=0, timeout=timeout, raise_on_status=False)
 
 
 def _connection_failure(message: str) -> str:
