@@ -26,6 +26,15 @@ class Postgres:
 
     port: int
     folder: Path
+    pg_ctl: list[str]  # ``pg_ctl -D <data>``, run as the data folder's owner
+
+    def stop(self) -> None:
+        """Stop the server (``pg_ctl stop -m fast``), as an outage would; :meth:`start` brings it back."""
+        subprocess.run([*self.pg_ctl, "-m", "fast", "-w", "-t", "60", "stop"], cwd=self.folder, check=True, timeout=90)
+
+    def start(self) -> None:
+        """Start the stopped server again, on the same port and data."""
+        subprocess.run([*self.pg_ctl, "-w", "-t", "60", "start"], cwd=self.folder, check=True, timeout=90)
 
     def uri(self, database: str) -> str:
         return f"postgresql+psycopg2://{USER}:{PASSWORD}@127.0.0.1:{self.port}/{database}"
@@ -89,8 +98,9 @@ def running_postgres() -> Iterator[Postgres]:
             "--auth-host=scram-sha-256", "--auth-local=trust", "--no-sync",
         )  # fmt: skip
         password_file.unlink()
-        run(str(tools / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", options, "-w", "-t", "60", "start")
-        yield Postgres(port, folder)
+        pg_ctl = [*as_owner, str(tools / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", options]
+        run(*pg_ctl[len(as_owner) :], "-w", "-t", "60", "start")
+        yield Postgres(port, folder, pg_ctl)
     finally:
         _stop(tools, as_owner, data, folder)
         shutil.rmtree(folder, ignore_errors=True)

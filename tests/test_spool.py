@@ -133,3 +133,50 @@ def hung_listener(port: int) -> socket.socket:
     sock.bind(("127.0.0.1", port))
     sock.listen(64)
     return sock
+
+
+def test_database_stopped_for_20_s_mid_run(tmp_path: Path, table_csv: Path) -> None:
+    from postgres import running_postgres
+
+    gate = tmp_path / "gate"
+    table_csv.rename(tmp_path / "table.csv")
+    (tmp_path / "server").mkdir()
+    with (
+        running_postgres() as database,
+        team_server(tmp_path / "server", database.create_database("mlflow"), auth=False) as server,
+    ):
+        fit = start_fit(tmp_path, server, gate, [1, 3])
+        wait_for(gate / "at-1")
+        database.stop()
+        stopped = time.monotonic()
+        (gate / "go-1").touch()
+        wait_for(gate / "at-3")  # epochs 1 and 2 trained while the server answered 5xx
+        time.sleep(max(0.0, 20 - (time.monotonic() - stopped)))
+        database.start()
+        (gate / "go-3").touch()
+        stderr = finished(fit)
+        assert "is not taking writes" in stderr and "is back" in stderr
+        check_complete(server.url, tmp_path)
+
+
+def test_server_that_never_answers(tmp_path: Path, table_csv: Path, sqlite_backed: tuple[Path, str]) -> None:
+    folder, store = sqlite_backed
+    gate = tmp_path / "gate"
+    table_csv.rename(tmp_path / "table.csv")
+    with team_server(folder, store, auth=False) as server:
+        port = int(server.url.rsplit(":", 1)[1])
+        fit = start_fit(tmp_path, server, gate, [1, 3])
+        wait_for(gate / "at-1")
+        crash(server)
+    with hung_listener(port):
+        lost = time.monotonic()
+        (gate / "go-1").touch()
+        wait_for(gate / "at-3")
+        waited = time.monotonic() - lost  # two epochs of training and the bounded wait for the hung server
+    assert waited < 60, waited
+    print(f"server hung: training went on after {waited:.1f} s (two epochs included)")
+    with team_server(folder, store, auth=False, port=port) as back:
+        (gate / "go-3").touch()
+        stderr = finished(fit)
+        assert "is not taking writes (no answer within 10 s)" in stderr
+        check_complete(back.url, tmp_path)

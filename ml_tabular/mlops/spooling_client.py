@@ -11,7 +11,7 @@ from typing import Any
 
 from ml_tabular.mlops.secrets import redact_value
 from ml_tabular.mlops.spool import Spool, dataset_input_json, is_unavailable
-from ml_tabular.mlops.store_check import RETRIES_VAR, TIMEOUT_VAR, server_health
+from ml_tabular.mlops.store_check import RETRIES_VAR, TIMEOUT_VAR, connection_failure, server_health
 from ml_tabular.mlops.tracking import environment
 
 log = logging.getLogger(__name__)
@@ -183,8 +183,15 @@ class SpoolingClient:
         log.warning(
             "tracking server %s is not taking writes (%s): training goes on, and what it misses is kept in %s and "
             "sent when it is back (at each epoch end, at the end of the run, or by `ml_tabular sync --run-id %s`)",
-            self._server, _first_line(err), self.spool.folder, self.run_id,
+            self._server, self._reason(err), self.spool.folder, self.run_id,
         )  # fmt: skip
+
+    def _reason(self, err: BaseException) -> str:
+        """Why a write failed, in words: what happened to the connection, or the server's answer."""
+        text = _first_line(err)
+        if text.startswith("API request to") and " failed with " in text:  # no HTTP answer at all (rest_utils)
+            return connection_failure(str(err), float(os.environ.get(TIMEOUT_VAR, TRAINING_REQUESTS[TIMEOUT_VAR])))
+        return text
 
 
 def _folder(artifact_file: str) -> str | None:

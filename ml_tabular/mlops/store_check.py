@@ -79,9 +79,8 @@ def check_reachable(uri: str, advice: str | None = None) -> None:
             advice
             or f"Start it (see `ml_tabular server --help`), or train on the local store instead: {_local_hint()}."
         )
-        raise TrackingError(
-            f"tracking server {redact_value(uri)} is not reachable ({_connection_failure(str(err))}). {advice}"
-        ) from None
+        failure = connection_failure(str(err), PROBE_TIMEOUT_SECONDS)
+        raise TrackingError(f"tracking server {redact_value(uri)} is not reachable ({failure}). {advice}") from None
 
 
 def server_health(uri: str, timeout: float) -> None:
@@ -96,13 +95,14 @@ def server_health(uri: str, timeout: float) -> None:
     http_request(creds, "/health", "GET", max_retries=0, timeout=timeout, raise_on_status=False)
 
 
-def _connection_failure(message: str) -> str:
-    """What went wrong, in words, from the exception text requests/urllib3 give MLflow."""
+def connection_failure(message: str, timeout: float) -> str:
+    """What went wrong, in words, from the exception text requests/urllib3 give MLflow (``timeout``: the seconds a
+    request was given)."""
     text = message.lower()
     if "refused" in text:
         return "connection refused"
     if "timeout" in text or "timed out" in text:
-        return f"no answer within {PROBE_TIMEOUT_SECONDS} s"
+        return f"no answer within {timeout:g} s"
     if "name resolution" in text or "name or service not known" in text or "nodename nor servname" in text:
         return "unknown host name"
     return "no connection"
