@@ -35,6 +35,9 @@ Measurements:
      scoring 2M rows vs 100k rows, each in a fresh interpreter (<= 1.2x: flat in the input size).
   8. serving: ``ml_tabular serve`` on a model trained here, p50 latency of a one-row JSON request over 200
      sequential requests per repeat (reported, no target), and the time from start to the first ``/ping``.
+  9. DDP: tracked ``ml_tabular fit`` subprocesses on the N-row table with ``--trainer.strategy ddp
+     --trainer.devices 2`` (CPU, gloo) and on one process, alternating, each process on ``--threads`` threads:
+     rows/s over the epochs after the first, and their ratio per repeat (reported, no target).
 
 Pairing: this machine's speed drifts by 10 % and more within seconds, more than the differences measured,
 so the plain loop is not timed in runs of its own. One plain step runs after every Lightning step, outside
@@ -79,6 +82,7 @@ import lightning
 import torch
 
 from bench.context import Context
+from bench.ddp import ddp_training
 from bench.memory import series_memory, worker_series_memory
 from bench.predict import predict_throughput
 from bench.results import Results, print_table
@@ -117,6 +121,7 @@ SUITES: dict[str, Callable[[Context], Results]] = {
     "scale": scale,
     "score": scoring,
     "serving": serving_latency,
+    "ddp training": ddp_training,
 }
 WORKERS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "series-memory": worker_series_memory,

@@ -29,6 +29,9 @@ MEASUREMENTS = [
     "startup_import_lightning",
     "serving_one_row_p50",
     "serving_startup",
+    "ddp_1_process_train",
+    "ddp_2_processes_train",
+    "ddp_2_vs_1_processes",
     "score_file_path",
     "score_bare_forward",
     *(f"score_{rows}_peak_memory" for rows in QUICK_SCALE),  # the score suite's --quick sizes are the same
