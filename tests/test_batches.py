@@ -128,5 +128,5 @@ def test_one_rank_is_the_single_process_order():
 
 
 def test_fewer_rows_than_processes_is_one_line():
-    with pytest.raises(DataError, match="2 row\\(s\\) cannot give each of 3 processes a batch"):
+    with pytest.raises(DataError, match=r"a split of 2 row\(s\) cannot give each of the 3 processes a row: use fewer"):
         EpochBatchSampler(2, 8, False, 0, num_replicas=3, rank=0)

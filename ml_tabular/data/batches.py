@@ -73,7 +73,10 @@ class EpochBatchSampler(DistributedSampler):
         self, length: int, batch_size: int, shuffle: bool, seed: int, num_replicas: int = 1, rank: int = 0
     ) -> None:
         if 0 < length < num_replicas:
-            raise DataError(f"{length} row(s) cannot give each of {num_replicas} processes a batch: use fewer.")
+            raise DataError(
+                f"a split of {length} row(s) cannot give each of the {num_replicas} processes a row: use fewer "
+                "processes (trainer.devices x trainer.num_nodes) or more data."
+            )
         super().__init__(range(length), num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed)
         self.length = length
         self.batch_size = batch_size
