@@ -81,7 +81,7 @@ class Spool:
             if not (self.folder / RUN_FILE).is_file():
                 self.folder.mkdir(parents=True, exist_ok=True)
                 _write_atomic(self.folder / RUN_FILE, json.dumps(vars(self.target)))
-            number = len(self._journal())
+            number = self._count()
             for field, source in (files or {}).items():
                 source = Path(source).resolve()
                 if not source.is_relative_to(self.folder):
@@ -94,7 +94,7 @@ class Spool:
 
     def file(self, name: str) -> Path:
         """A new path inside the spool for a file written by the caller (a figure, a text, an example table)."""
-        number = len(self._journal())
+        number = self._count()
         path = self.folder / FILES / str(number) / name
         path.parent.mkdir(parents=True, exist_ok=True)
         return path
@@ -138,6 +138,14 @@ class Spool:
             return []
         lines = path.read_text(encoding="utf-8").splitlines()
         return [json.loads(line) for line in lines if line.strip()]
+
+    def _count(self) -> int:
+        """Writes in the journal (sent or not): the number of the next one."""
+        path = self.folder / JOURNAL
+        if not path.is_file():
+            return 0
+        with open(path, "rb") as journal:
+            return sum(1 for line in journal if line.strip())
 
     def _sent(self) -> int:
         path = self.folder / SENT
