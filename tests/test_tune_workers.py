@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import run_cli, tabular_args
+from postgres import PASSWORD
 from servers import free_port
 from test_tune import cli_env, write_search
 
@@ -55,10 +56,14 @@ def load_study(storage: str):
 
 
 @pytest.fixture
-def databases(postgresql, request: pytest.FixtureRequest) -> tuple[str, str]:
-    """A fresh Optuna database and a fresh MLflow database (both have an ``alembic_version`` table: one each)."""
+def databases(postgresql, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> tuple[str, str]:
+    """A fresh Optuna database and a fresh MLflow database (both have an ``alembic_version`` table: one each), as
+    URLs without the password: libpq reads ``PGPASSWORD``, set here for this process and the workers, as the
+    README shows (no password on a command line)."""
     name = request.node.name.split("[")[0].removeprefix("test_")[:40]
-    return postgresql.create_database(f"optuna_{name}"), postgresql.create_database(f"mlflow_{name}")
+    monkeypatch.setenv("PGPASSWORD", PASSWORD)
+    urls = [postgresql.create_database(f"{kind}_{name}") for kind in ("optuna", "mlflow")]
+    return tuple(url.replace(f":{PASSWORD}@", "@") for url in urls)
 
 
 @pytest.mark.slow
