@@ -38,6 +38,9 @@ Measurements:
   9. DDP: tracked ``ml_tabular fit`` subprocesses on the N-row table with ``--trainer.strategy ddp
      --trainer.devices 2`` (CPU, gloo) and on one process, alternating, each process on ``--threads`` threads:
      rows/s over the epochs after the first, and their ratio per repeat (reported, no target).
+ 10. tune: ``ml_tabular tune`` in this process (5 trials of the shipped tabular config on 10k rows, 2 epochs, a
+     new SQLite study), its trials' ``fit`` calls timed inside it: the overhead per trial, (tune - its fits) /
+     trials, in seconds (<= 1 s); the same fits run alone right after it are reported beside them.
 
 Pairing: this machine's speed drifts by 10 % and more within seconds, more than the differences measured,
 so the plain loop is not timed in runs of its own. One plain step runs after every Lightning step, outside
@@ -92,6 +95,7 @@ from bench.serving import serving_latency
 from bench.startup import startup
 from bench.systems import BATCH_SIZE
 from bench.training import series_training, tabular_training
+from bench.tuning import tune_overhead
 from bench.workers import MEMORY_DEFINITION
 
 DEFAULTS = {
@@ -122,6 +126,7 @@ SUITES: dict[str, Callable[[Context], Results]] = {
     "score": scoring,
     "serving": serving_latency,
     "ddp training": ddp_training,
+    "tune": tune_overhead,
 }
 WORKERS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "series-memory": worker_series_memory,

@@ -34,6 +34,9 @@ MEASUREMENTS = [
     "ddp_2_vs_1_processes",
     "score_file_path",
     "score_bare_forward",
+    "tune_study",
+    "tune_trial_fits_inside",
+    "tune_trial_fits_alone",
     *(f"score_{rows}_peak_memory" for rows in QUICK_SCALE),  # the score suite's --quick sizes are the same
     *(f"scale_{rows}_{kind}" for rows in QUICK_SCALE for kind in ("train_tracked", "setup_peak_memory")),
 ]
@@ -48,6 +51,7 @@ TARGETS = [
     "predict_cli_vs_bare",
     "startup_help_vs_import",
     "score_vs_bare",
+    "tune_overhead_per_trial",
     f"score_memory_{QUICK_SCALE[1]}_vs_{QUICK_SCALE[0]}",
     *(f"scale_{rows}_memory_vs_data" for rows in QUICK_SCALE),
     f"scale_{QUICK_SCALE[1]}_time_per_row_vs_{QUICK_SCALE[0]}",
