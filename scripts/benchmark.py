@@ -41,6 +41,10 @@ Measurements:
  10. tune: ``ml_tabular tune`` in this process (5 trials of the shipped tabular config on 10k rows, 2 epochs, a
      new SQLite study), its trials' ``fit`` calls timed inside it: the overhead per trial, (tune - its fits) /
      trials, in seconds (<= 1 s); the same fits run alone right after it are reported beside them.
+ 11. remote tracking: tracked ``ml_tabular fit`` subprocesses to ``ml_tabular server`` (SQLite store, one worker) on
+     127.0.0.1 against tracking off, alternating: whole-epoch seconds and their ratio per repeat (<= 1.05), and
+     the whole fit's fixed cost (run creation, params, uploads, MLflow model); then the server is SIGKILLed (and
+     then hung: a socket that never answers) at an epoch's start: that epoch's extra seconds (reported).
 
 Pairing: this machine's speed drifts by 10 % and more within seconds, more than the differences measured,
 so the plain loop is not timed in runs of its own. One plain step runs after every Lightning step, outside
@@ -88,6 +92,7 @@ from bench.context import Context
 from bench.ddp import ddp_training
 from bench.memory import series_memory, worker_series_memory
 from bench.predict import predict_throughput
+from bench.remote_tracking import remote_tracking
 from bench.results import Results, print_table
 from bench.scale import scale, worker_tabular_scale
 from bench.scoring import scoring, worker_score_memory
@@ -126,6 +131,7 @@ SUITES: dict[str, Callable[[Context], Results]] = {
     "score": scoring,
     "serving": serving_latency,
     "ddp training": ddp_training,
+    "remote tracking": remote_tracking,
     "tune": tune_overhead,
 }
 WORKERS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
