@@ -339,14 +339,19 @@ def check_model_flags(argv: list[str], init_args: Any, checkpoint: CheckpointInf
         )
 
 
-def main(args: list[str] | None = None) -> None:
-    """Entry point of the ``ml_tabular`` console script and ``python -m ml_tabular``."""
+def prepare_process() -> None:
+    """Logging, signal handling and warning filters of every ``ml_tabular`` process (tune's trial processes too)."""
     configure_logging()
     stop_on_signals()
     # torch >= 2.10 deprecates a LeafSpec use inside Lightning 2.6's batch fetching: nothing a user can act on
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
     # each run has its own checkpoint folder: it holds files only when that run is being resumed
     warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+
+
+def main(args: list[str] | None = None) -> None:
+    """Entry point of the ``ml_tabular`` console script and ``python -m ml_tabular``."""
+    prepare_process()
     argv = list(sys.argv[1:] if args is None else args)
     try:
         if argv and argv[0] in COMMANDS:

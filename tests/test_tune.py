@@ -90,17 +90,32 @@ def test_bad_search_space_is_one_line(tmp_path: Path, table_csv: Path, store: st
     assert message in done.stderr, done.stderr[-2000:]
 
 
-def test_multi_process_trials_are_refused_with_what_to_do_instead(tmp_path: Path, table_csv: Path, store: str) -> None:
-    search = write_search(tmp_path, SEARCH)
-    ddp = ["--trainer.strategy", "ddp_spawn", "--trainer.devices", "2"]  # spawn too: its callbacks never report back
-    done = tune(tmp_path, table_csv, store, "--search", str(search), *ddp)
+REFUSED_TRIALS = {  # what a multi-process trial cannot do; tests/test_tune_ddp.py runs what it can
+    "in-memory study": (
+        ["--trainer.strategy", "ddp", "--trainer.devices", "2"],
+        "a tune trial on several processes (trainer strategy=ddp, devices=2, num_nodes=1) reports to its study from "
+        "other processes: pass --storage URL (e.g. sqlite:///study.db).",
+    ),
+    "spawned processes": (
+        ["--trainer.strategy", "ddp_spawn", "--trainer.devices", "2", "--storage", "sqlite:///study.db"],
+        "a tune trial on several processes runs as its own `ml_tabular fit` command, whose processes Lightning "
+        "starts with --trainer.strategy ddp, not ddp_spawn.",
+    ),
+    "several machines": (
+        ["--trainer.strategy", "ddp", "--trainer.num_nodes", "2", "--storage", "sqlite:///study.db"],
+        "a tune trial runs on the machine of its tune worker (trainer num_nodes=2): use --trainer.devices N for its "
+        "processes there, and one `ml_tabular tune` worker per machine on one --storage.",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(REFUSED_TRIALS))
+def test_multi_process_trials_it_cannot_run_are_one_line(tmp_path: Path, table_csv: Path, store: str, case: str):
+    flags, message = REFUSED_TRIALS[case]
+    done = tune(tmp_path, table_csv, store, "--search", str(write_search(tmp_path, SEARCH)), *flags)
     assert done.returncode == 2
-    assert done.stderr.strip().splitlines()[-1] == (
-        "ml_tabular: error: a tune trial runs in this process, not on several (trainer strategy=ddp_spawn, devices=2, "
-        "num_nodes=1): drop these flags and run one `ml_tabular tune` worker per core or machine on one --storage, "
-        "then train the best config on several processes with `ml_tabular fit --config best.yaml --trainer.strategy "
-        "ddp --trainer.devices N`."
-    ), done.stderr[-2000:]
+    assert done.stderr.strip().splitlines()[-1] == f"ml_tabular: error: {message}", done.stderr[-2000:]
+    assert not (tmp_path / "study.db").exists()  # refused before the study is made
 
 
 def test_search_space_ranges_and_choices(tmp_path: Path) -> None:

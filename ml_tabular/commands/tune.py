@@ -73,7 +73,7 @@ def main(argv: list[str]) -> None:
     space = load_search_space(args.search)
     study_name = args.study_name or f"{Path(args.config).stem}_search"
     with setup_lock(args.storage):  # the first worker creates the stores, the study and its run; the others find them
-        runner = StudyRunner(space, ["--config", args.config, *fit_overrides])
+        runner = StudyRunner(space, ["--config", args.config, *fit_overrides], args.storage)
         study = open_study(space, study_name, args.storage, args.heartbeat, runner.close_dead_trial)
         runner.start(study)
     status = "FAILED"

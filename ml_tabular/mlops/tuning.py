@@ -24,6 +24,7 @@ from ml_tabular.mlops.search_space import SearchSpace
 from ml_tabular.mlops.secrets import redact_value
 from ml_tabular.mlops.study_storage import StaleTrialCallback, open_storage
 from ml_tabular.mlops.tracking import resolve_tracking_uri
+from ml_tabular.mlops.trial_processes import TrialSpec, fit_in_processes, trains_on_processes
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,11 @@ class EpochPruning(PyTorchLightningPruningCallback):
     def __init__(self, trial: optuna.Trial, monitor: str) -> None:
         super().__init__(trial, monitor)
         self.pruned_at: int | None = None
+        self.global_zero = True
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_fit_start(trainer, pl_module)
+        self.global_zero = trainer.is_global_zero
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         try:
@@ -84,7 +90,11 @@ class EpochPruning(PyTorchLightningPruningCallback):
             trainer.should_stop = True
 
     def check_pruned(self) -> None:
-        super().check_pruned()  # under DDP: the state rank zero left in the storage
+        if not self.global_zero:  # under DDP, global rank zero alone reports to the study
+            return
+        with warnings.catch_warnings():  # under DDP it re-reports the epochs it reported already
+            warnings.filterwarnings("ignore", message="The reported value is ignored because")
+            super().check_pruned()  # under DDP: raises for the state rank zero left in the storage
         if self.pruned_at is not None:
             raise optuna.TrialPruned(f"trial pruned after epoch {self.pruned_at}")
 
@@ -130,6 +140,23 @@ def open_study(
     return study
 
 
+def make_pruner(spec: dict[str, Any]) -> optuna.pruners.BasePruner:
+    """The pruner a search space's ``pruner:`` section names."""
+    return _make(PRUNERS, spec, "pruner")
+
+
+def fit_trial(args: list[str], trial: optuna.Trial, metric: str, direction: str, tags: dict[str, str]) -> float | None:
+    """``fit`` with ``args`` in this process (under DDP: on its rank), its run tagged ``tags``, pruned by ``trial``.
+
+    Returns:
+        The best epoch value of ``metric``, None if it was never logged (raises ``optuna.TrialPruned`` if pruned).
+    """
+    pruning, best = EpochPruning(trial, metric), BestMetric(metric, direction)
+    TrialCLI(["fit", *args], [pruning, best], tags)
+    pruning.check_pruned()
+    return best.value
+
+
 def _make(kinds: dict[str, Any], spec: dict[str, Any], what: str) -> Any:
     kwargs = {k: v for k, v in spec.items() if k != "type"}
     if spec["type"] not in kinds:
@@ -138,19 +165,6 @@ def _make(kinds: dict[str, Any], spec: dict[str, Any], what: str) -> Any:
         return kinds[spec["type"]](**kwargs)
     except (TypeError, ValueError) as err:
         raise ConfigError(f"search {what} {spec}: {err}.") from None
-
-
-def check_single_process(trainer: dict[str, Any]) -> None:
-    """Refuse a multi-process trainer: Lightning would relaunch this whole ``tune`` command once per rank (``ddp``),
-    or run the trial in child processes whose callbacks never report back to the study (``ddp_spawn``)."""
-    strategy, devices, nodes = str(trainer.get("strategy")), trainer.get("devices"), trainer.get("num_nodes")
-    if "ddp" in strategy or "fsdp" in strategy or devices not in ("auto", 1, "1", None) or nodes not in (1, None):
-        raise ConfigError(
-            f"a tune trial runs in this process, not on several (trainer strategy={strategy}, devices={devices}, "
-            f"num_nodes={nodes}): drop these flags and run one `ml_tabular tune` worker per core or machine on one "
-            "--storage, then train the best config on several processes with `ml_tabular fit --config best.yaml "
-            "--trainer.strategy ddp --trainer.devices N`."
-        )
 
 
 def cli_value(value: Any) -> str:
@@ -169,14 +183,14 @@ class StudyRunner:
     study, opened with :meth:`close_dead_trial` as its stale-trial callback, and creates or reopens its run.
     """
 
-    def __init__(self, space: SearchSpace, fit_args: list[str]) -> None:
+    def __init__(self, space: SearchSpace, fit_args: list[str], storage: str | None = None) -> None:
         from mlflow import MlflowClient
 
-        self.space, self.fit_args = space, fit_args
+        self.space, self.fit_args, self.storage = space, fit_args, storage
         self.worker = f"{socket.gethostname()}:{os.getpid()}"  # which machine and process ran a trial
         base = ConfigCLI(args=["fit", *fit_args])  # checks the args and creates the tracking store once
         space.check_against(base.run_config())
-        check_single_process(base.run_config()["trainer"])
+        self.on_processes = trains_on_processes(base.run_config()["trainer"], storage)
         mlflow = base.app_config().mlflow
         if not mlflow.enabled:
             raise ConfigError("`ml_tabular tune` tracks every trial: turn mlflow.enabled on.")
@@ -208,19 +222,17 @@ class StudyRunner:
     def objective(self, trial: optuna.Trial) -> float:
         """One ``fit``: its best ``metric`` value; pruned trials raise TrialPruned, failed ones give NaN (FAIL)."""
         values = self.space.suggest(trial)
-        pruning, best = EpochPruning(trial, self.space.metric), BestMetric(self.space.metric, self.space.direction)
         trial.set_user_attr("worker", self.worker)
         tags = {"mlflow.parentRunId": self.parent_id, "trial_number": str(trial.number)}
         tags |= {"study_name": self.study.study_name, "trial_worker": self.worker}
         log.info("trial %d: %s", trial.number, " ".join(overrides(values)))
         state = "FAIL"
         try:
-            TrialCLI(["fit", *self.fit_args, *overrides(values)], [pruning, best], tags)
-            pruning.check_pruned()
-            if best.value is None:
+            value = self._fit(trial, [*self.fit_args, *overrides(values)], tags)
+            if value is None:
                 raise ConfigError(f"the search metric '{self.space.metric}' was never logged: name an epoch metric.")
             state = "COMPLETE"
-            return best.value
+            return value
         except optuna.TrialPruned:
             state = "PRUNED"
             raise
@@ -230,7 +242,17 @@ class StudyRunner:
             log.warning("trial %d failed: %s: %s", trial.number, type(err).__name__, err)
             return math.nan
         finally:
-            self._tag_trial(trial.number, state)
+            self._close_trial_runs(trial.number, state)
+
+    def _fit(self, trial: optuna.Trial, args: list[str], tags: dict[str, str]) -> float | None:
+        """The trial's ``fit`` in this process, or in its own when it trains on several (see ``fit_trial``)."""
+        metric, direction = self.space.metric, self.space.direction
+        if not self.on_processes:
+            return fit_trial(args, trial, metric, direction, tags)
+        assert self.storage is not None  # trains_on_processes refused a trial on processes without one
+        # trial._trial_id: the processes bind to it as Optuna documents for DDP (optuna.trial.Trial(study, trial_id))
+        study, pruner = self.study.study_name, self.space.pruner
+        return fit_in_processes(TrialSpec(self.storage, study, trial._trial_id, metric, direction, pruner, args, tags))
 
     def _trial_runs(self, number: int) -> list[Any]:
         return self.client.search_runs(
@@ -238,17 +260,18 @@ class StudyRunner:
             f"tags.mlflow.parentRunId = '{self.parent_id}' AND tags.trial_number = '{number}'",
         )
 
-    def _tag_trial(self, number: int, state: str) -> None:
+    def _close_trial_runs(self, number: int, state: str) -> None:
+        """Tag the trial's run with its ``state``; a failed trial's run that its process left RUNNING (killed) is
+        marked FAILED."""
         for run in self._trial_runs(number):
             self.client.set_tag(run.info.run_id, "trial_state", state)
+            if state == "FAIL" and run.info.status == "RUNNING":
+                self.client.set_terminated(run.info.run_id, "FAILED")
 
     def close_dead_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         """Stale-trial callback: Optuna has just failed ``trial``, whose worker stopped beating (killed, machine
         lost); its run, left RUNNING by the dead worker, is marked FAILED and tagged ``trial_state`` FAIL."""
-        for run in self._trial_runs(trial.number):
-            if run.info.status == "RUNNING":
-                self.client.set_tag(run.info.run_id, "trial_state", "FAIL")
-                self.client.set_terminated(run.info.run_id, "FAILED")
+        self._close_trial_runs(trial.number, "FAIL")
         worker = trial.user_attrs.get("worker", "?")
         log.warning("trial %d failed: its worker %s stopped sending heartbeats", trial.number, worker)
 
