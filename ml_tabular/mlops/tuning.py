@@ -181,6 +181,7 @@ class StudyRunner:
 
     Made in two steps: the config is checked (and the tracking store created) first, :meth:`start` then takes the
     study, opened with :meth:`close_dead_trial` as its stale-trial callback, and creates or reopens its run.
+    ``storage`` is the study's RDB URL (None: in memory), which trials on several processes report to.
     """
 
     def __init__(self, space: SearchSpace, fit_args: list[str], storage: str | None = None) -> None:
