@@ -20,10 +20,11 @@ $(VENV)/.installed: pyproject.toml
 train: install ## train the tabular demo, tracked in the embedded SQLite store (mlruns/)
 	$(BIN)/ml_tabular fit --config configs/tabular.yaml
 
-test: install ## lint, then the whole test suite (what CI runs)
+test: install ## lint, then the whole test suite: the default one, then the heavy tests (what CI runs)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest
+	$(BIN)/pytest -m heavy
 
 format: install ## fix lint and formatting
 	$(BIN)/ruff check --fix .

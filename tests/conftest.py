@@ -17,6 +17,25 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 TABULAR_CONFIG = REPO / "configs" / "tabular.yaml"
 TIMESERIES_CONFIG = REPO / "configs" / "timeseries.yaml"
+# test files that start servers, Spark, PostgreSQL or several training processes: marked ``heavy``, which plain
+# ``pytest`` leaves out (pyproject's addopts) and ``make test`` runs after the rest (``pytest -m heavy``)
+HEAVY_FILES = {
+    "test_benchmark.py",
+    "test_ddp.py",
+    "test_score_spark.py",
+    "test_serve.py",
+    "test_spool.py",
+    "test_team_server.py",
+    "test_tune_ddp.py",
+    "test_tune_workers.py",
+    "test_ui.py",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.name in HEAVY_FILES:
+            item.add_marker(pytest.mark.heavy)
 
 
 def make_table(n_rows: int = 160, seed: int = 0) -> pd.DataFrame:
