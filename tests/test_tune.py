@@ -54,6 +54,7 @@ def test_study_parent_run_nested_trials_and_best_config(tmp_path: Path, table_cs
     assert parent.data.params["best.model.init_args.lr"] == "0.01"
     trials = sorted((r for r in runs if r is not parent), key=lambda r: int(r.data.tags["trial_number"]))
     assert [r.data.tags["mlflow.parentRunId"] for r in trials] == [parent.info.run_id] * 3
+    assert [r.info.run_name for r in trials] == [f"trial_{n}__tabular_mlp__dataset=table" for n in range(3)]
     assert [r.data.tags["trial_state"] for r in trials] == ["COMPLETE", "PRUNED", "COMPLETE"]
     assert all(r.info.status == "FINISHED" for r in trials)  # a pruned trial stopped early, cleanly
     assert [len(client.get_metric_history(r.info.run_id, "val_loss")) for r in trials] == [2, 1, 2]

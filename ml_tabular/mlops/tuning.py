@@ -229,7 +229,8 @@ class StudyRunner:
         log.info("trial %d: %s", trial.number, " ".join(overrides(values)))
         state = "FAIL"
         try:
-            value = self._fit(trial, [*self.fit_args, *overrides(values)], tags)
+            name = f"--mlflow.run_name=trial_{trial.number}__{{model}}__dataset={{dataset}}"  # apart in the UI's list
+            value = self._fit(trial, [*self.fit_args, *overrides(values), name], tags)
             if value is None:
                 raise ConfigError(f"the search metric '{self.space.metric}' was never logged: name an epoch metric.")
             state = "COMPLETE"
