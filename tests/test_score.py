@@ -193,3 +193,12 @@ def test_help_lists_the_flags(tmp_path) -> None:
     assert done.returncode == 0, done.stderr
     for flag in ("--model", "--input", "--output", "--id-column", "--chunk-rows", "--engine", "--spark-master"):
         assert flag in done.stdout
+
+
+@pytest.mark.parametrize("command", ["score", "serve"])
+def test_a_model_looked_up_where_no_store_is_creates_none(tmp_path: Path, command: str) -> None:
+    flags = ["--input", "rows.csv", "--output", "out.csv"] if command == "score" else []
+    done = run_cli(command, "--model", "models:/titanic@champion", *flags, cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1].startswith("ml_tabular: error: no MLflow tracking store at ")
+    assert not (tmp_path / "mlruns" / "mlflow.db").exists(), "no store made in the user's folder"

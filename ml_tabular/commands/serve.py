@@ -16,13 +16,12 @@ from jsonargparse import CLI
 
 from ml_tabular.commands.process_group import run_server
 from ml_tabular.config import get_config
-from ml_tabular.errors import ConfigError, TrackingError
+from ml_tabular.errors import ConfigError
 from ml_tabular.mlops.scoring import model_at
 from ml_tabular.mlops.tracking import no_download_bars, require_mlflow, resolve_tracking_uri
 
 log = logging.getLogger(__name__)
 
-STORE_SCHEMES = ("models:/", "runs:/")  # model URIs looked up in the tracking store
 ALIAS_URI = re.compile(r"models:/(?P<name>[^/@]+)@(?P<alias>[^/]+)")
 
 
@@ -53,7 +52,6 @@ def serve(
     uri = resolve_tracking_uri(tracking_uri or get_config(env).mlflow.tracking_uri)
     require_mlflow()
     check_port(host, port)
-    check_store(model, uri)
     with no_download_bars():
         info = model_info(model, uri)
         example = curl_example(info, f"http://{host}:{port}/invocations")
@@ -75,17 +73,6 @@ def check_port(host: str, port: int) -> None:
         raise ConfigError(
             f"cannot listen on {host}:{port}: {os.strerror(err.errno)}. Stop what uses it, or pass another --port."
         ) from None
-
-
-def check_store(model: str, tracking_uri: str) -> None:
-    """Stop if a registry or run URI would be looked up in a SQLite store that does not exist (MLflow would
-    create an empty one and then report the model missing)."""
-    path = Path(tracking_uri.removeprefix("sqlite:///"))
-    if model.startswith(STORE_SCHEMES) and tracking_uri.startswith("sqlite:///") and not path.is_file():
-        raise TrackingError(
-            f"no MLflow tracking store at {path} to look {model} up in. Run `ml_tabular serve` in the folder you "
-            "trained in (it holds mlruns/mlflow.db), or set MLFLOW_TRACKING_URI to the store that holds the model."
-        )
 
 
 def model_info(model: str, tracking_uri: str) -> Any:

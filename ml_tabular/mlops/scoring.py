@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ml_tabular.data.chunks import ChunkWriter, input_header, read_chunks
-from ml_tabular.errors import ConfigError, DataError, ModelError
+from ml_tabular.errors import ConfigError, DataError, ModelError, TrackingError
 from ml_tabular.mlops.secrets import redact_value
 from ml_tabular.mlops.tracking import no_download_bars
 
@@ -47,14 +47,25 @@ class ModelSpec:
         return {name: types[kind] for name, kind in self.inputs.items() if kind in types}
 
 
+STORE_SCHEMES = ("models:/", "runs:/")  # model URIs looked up in the tracking store
+
+
 @contextmanager
 def model_at(uri: str, tracking_uri: str, store_flag: str = "--tracking-uri") -> Iterator[None]:
     """Look the model at ``uri`` up in the store at ``tracking_uri`` inside the block (MLflow's current tracking URI,
     no download bars); MLflow's failure to find it becomes one :class:`ModelError` naming it and the command's
-    ``store_flag``."""
+    ``store_flag``. A registry or run URI is not looked up in a SQLite store that does not exist (MLflow would create
+    an empty one in the user's folder and then report the model missing)."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
+    store = Path(tracking_uri.removeprefix("sqlite:///"))
+    if uri.startswith(STORE_SCHEMES) and tracking_uri.startswith("sqlite:///") and not store.is_file():
+        raise TrackingError(
+            f"no MLflow tracking store at {store} to look {uri} up in. Run this command in the folder you trained "
+            f"in (it holds mlruns/mlflow.db), or pass the store that holds the model ({store_flag} or "
+            "MLFLOW_TRACKING_URI)."
+        )
     mlflow.set_tracking_uri(tracking_uri)
     try:
         with no_download_bars():
