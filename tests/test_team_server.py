@@ -23,7 +23,7 @@ from servers import command_line, command_lines_with, descendants, free_port
 from team_server import ADMIN_PASSWORD, TeamServer
 
 from ml_tabular.errors import TrackingError
-from ml_tabular.mlops.store_check import PROBE_TIMEOUT_SECONDS, check_tracking_store
+from ml_tabular.mlops.store_check import PROBE_TIMEOUT_SECONDS, check_tracking_store, tag_experiment_kind
 
 ALICE, ALICE_PASSWORD = "alice", "alice-Password-3b7e"
 BOB, BOB_PASSWORD = "bob", "bob-Password-c41d"
@@ -379,3 +379,29 @@ def test_server_on_a_taken_port_is_one_line(isolated, capsys, tmp_path) -> None:
 
     assert exited.value.code == 2
     assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
+
+
+def test_experiment_tagged_by_many_fits_at_once(sqlite_server: TeamServer) -> None:
+    """Fits starting together all tag their experiment; the server's inserts clash (HTTP 400, UNIQUE constraint
+    failed: a plain set_experiment_tag fails in some of 8 threads), which tag_experiment_kind takes as done."""
+    import threading
+
+    from mlflow import MlflowClient
+
+    experiment_id = MlflowClient(sqlite_server.url).create_experiment("tagged_at_once")
+    start, errors = threading.Barrier(8), []
+
+    def one() -> None:
+        start.wait()
+        try:
+            tag_experiment_kind(MlflowClient(sqlite_server.url), experiment_id)
+        except Exception as err:  # any failure is the finding
+            errors.append(err)
+
+    threads = [threading.Thread(target=one) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert MlflowClient(sqlite_server.url).get_experiment(experiment_id).tags["mlflow.experimentKind"]

@@ -23,6 +23,7 @@ from ml_tabular.mlops.recorder import TRAIN_LOG, RunRecorder
 from ml_tabular.mlops.secrets import redact, redact_value
 from ml_tabular.mlops.spool import SPOOL_DIR, Spool, SpoolRun
 from ml_tabular.mlops.spooling_client import SpoolingClient
+from ml_tabular.mlops.store_check import tag_experiment_kind
 from ml_tabular.mlops.tracking import DEFAULT_STORE_DIR, require_mlflow, resolve_tracking_uri, run_page
 
 log = logging.getLogger(__name__)
@@ -135,7 +136,7 @@ class MLTabularLogger(MLFlowLogger):
             remote = self._store_uri.startswith(("http://", "https://"))
             spool = Spool(self._spool_dir(), SpoolRun(self._store_uri, self._run_id)) if remote else None
             self._client = SpoolingClient(client, self._store_uri, self._run_id, spool)
-            client.set_experiment_tag(self.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+            tag_experiment_kind(client, self.experiment_id)
             if self.continues_run:
                 client.update_run(self.run_id, status="RUNNING")
                 self.recorder.set_tags(self.tags or {})

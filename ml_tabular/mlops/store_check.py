@@ -40,18 +40,32 @@ def check_tracking_store(uri: str, experiment_name: str, write: bool = True) -> 
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    from ml_tabular.mlops.logger import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG  # Lightning's: imported by fit anyway
-
     client = MlflowClient(uri)
     with _quick_requests():
         try:
             experiment = client.get_experiment_by_name(experiment_name)
             if write:
                 experiment_id = experiment.experiment_id if experiment else _create_experiment(client, experiment_name)
-                client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+                tag_experiment_kind(client, experiment_id)
         except MlflowException as err:
             if remote:
                 raise _refusal(uri, experiment_name, err) from None
+            raise
+
+
+def tag_experiment_kind(client: Any, experiment_id: str) -> None:
+    """Tag the experiment ``mlflow.experimentKind`` (MLflow's model-training view). Another process setting the same
+    tag at the same moment can make the server's insert clash (an HTTP 400): the tag is then there, which is fine."""
+    from mlflow.exceptions import MlflowException
+
+    from ml_tabular.mlops.logger import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG  # Lightning's: imported by fit anyway
+
+    try:
+        client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+    except MlflowException as err:
+        if getattr(err, "error_code", "") in ("UNAUTHENTICATED", "PERMISSION_DENIED"):
+            raise
+        if client.get_experiment(experiment_id).tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
             raise
 
 
