@@ -8,7 +8,7 @@ from ml_tabular.commands.usage import UsageParser
 from ml_tabular.errors import ConfigError, TrackingError
 from ml_tabular.mlops.secrets import redact_value
 from ml_tabular.mlops.spool import Spool, is_unavailable
-from ml_tabular.mlops.store_check import check_reachable
+from ml_tabular.mlops.store_check import check_reachable, first_line
 from ml_tabular.mlops.tracking import DEFAULT_STORE_DIR, environment, no_download_bars, require_mlflow
 
 QUIET_VAR = "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"  # MLflow prints a "View run" line when a run is closed
@@ -67,7 +67,7 @@ def _send(spool: Spool, uri: str) -> str:
             spool.send(client, uri)
     except Exception as err:
         left = spool.pending()
-        reason = str(getattr(err, "message", err)).strip().splitlines()[0][:300]
+        reason = first_line(err)
         if is_unavailable(err):
             raise TrackingError(
                 f"{server} stopped answering after {total - left} of {total} kept writes of run {run_id} ({reason}); "

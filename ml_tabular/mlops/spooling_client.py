@@ -11,7 +11,7 @@ from typing import Any
 
 from ml_tabular.mlops.secrets import redact_value
 from ml_tabular.mlops.spool import Spool, dataset_input_json, is_unavailable
-from ml_tabular.mlops.store_check import RETRIES_VAR, TIMEOUT_VAR, connection_failure, server_health
+from ml_tabular.mlops.store_check import RETRIES_VAR, TIMEOUT_VAR, connection_failure, first_line, server_health
 from ml_tabular.mlops.tracking import environment
 
 log = logging.getLogger(__name__)
@@ -23,6 +23,7 @@ TRAINING_REQUESTS = {RETRIES_VAR: "1", BACKOFF_VAR: "1", TIMEOUT_VAR: "10"}
 # sending what was kept: one quick attempt, as a failure only means it is kept for the next one
 SENDING_REQUESTS = {RETRIES_VAR: "0", TIMEOUT_VAR: "10"}
 PROBE_SECONDS = 2  # the health check before sending kept writes
+REASON_CHARS = 200  # of a server's error message in a warning printed during training
 RETRY_SECONDS = 10  # at least this long between two attempts to send kept writes (unless forced)
 
 
@@ -70,15 +71,15 @@ class SpoolingClient:
             )
 
         send = lambda: self._client.log_batch(run_id, metrics, params, tags, synchronous=synchronous)  # noqa: E731
-        return self._write(run_id, send, keep)
+        return self._send_or_keep(run_id, send, keep)
 
     def log_artifact(self, run_id: str, local_path: str, artifact_path: str | None = None) -> None:
         keep = lambda: self.spool.keep("log_artifact", {"path": Path(local_path)}, artifact_path=artifact_path)  # noqa: E731
-        self._write(run_id, lambda: self._client.log_artifact(run_id, local_path, artifact_path), keep)
+        self._send_or_keep(run_id, lambda: self._client.log_artifact(run_id, local_path, artifact_path), keep)
 
     def log_artifacts(self, run_id: str, local_dir: str, artifact_path: str | None = None) -> None:
         keep = lambda: self.spool.keep("log_artifacts", {"path": Path(local_dir)}, artifact_path=artifact_path)  # noqa: E731
-        self._write(run_id, lambda: self._client.log_artifacts(run_id, local_dir, artifact_path), keep)
+        self._send_or_keep(run_id, lambda: self._client.log_artifacts(run_id, local_dir, artifact_path), keep)
 
     def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
         def keep() -> None:
@@ -86,7 +87,7 @@ class SpoolingClient:
             path.write_text(text, encoding="utf-8")
             self.spool.keep("log_artifact", {"path": path}, artifact_path=_folder(artifact_file))
 
-        self._write(run_id, lambda: self._client.log_text(run_id, text, artifact_file), keep)
+        self._send_or_keep(run_id, lambda: self._client.log_text(run_id, text, artifact_file), keep)
 
     def log_figure(self, run_id: str, figure: Any, artifact_file: str, **kwargs: Any) -> None:
         def keep() -> None:
@@ -94,31 +95,21 @@ class SpoolingClient:
             figure.savefig(path, **(kwargs.get("save_kwargs") or {}))  # matplotlib, as MlflowClient saves it
             self.spool.keep("log_artifact", {"path": path}, artifact_path=_folder(artifact_file))
 
-        self._write(run_id, lambda: self._client.log_figure(run_id, figure, artifact_file, **kwargs), keep)
+        self._send_or_keep(run_id, lambda: self._client.log_figure(run_id, figure, artifact_file, **kwargs), keep)
 
     def log_inputs(self, run_id: str, datasets: Sequence | None = None, models: Sequence | None = None) -> None:
         keep = lambda: self.spool.keep("log_inputs", datasets=[dataset_input_json(d) for d in datasets or ()])  # noqa: E731
-        self._write(run_id, lambda: self._client.log_inputs(run_id, datasets, models), keep)
+        self._send_or_keep(run_id, lambda: self._client.log_inputs(run_id, datasets, models), keep)
 
     def set_terminated(self, run_id: str, status: str | None = None, end_time: int | None = None) -> None:
         end_time = end_time or int(time.time() * 1000)  # kept: the run ended now, not when it is sent
         keep = lambda: self.spool.keep("set_terminated", status=status or "FINISHED", end_time=end_time)  # noqa: E731
-        self._write(run_id, lambda: self._client.set_terminated(run_id, status, end_time), keep)
+        self._send_or_keep(run_id, lambda: self._client.set_terminated(run_id, status, end_time), keep)
 
     def list_artifacts(self, run_id: str, path: str | None = None) -> list:
         """The run's artifacts under ``path``; none known while the server is away (a name is then not checked for
-        a clash with an earlier upload of a resumed run)."""
-        if self.spool is not None and run_id == self.run_id:
-            if self.away:
-                return []
-            try:
-                return self._bounded(lambda: self._client.list_artifacts(run_id, path))
-            except Exception as err:
-                if not is_unavailable(err):
-                    raise
-                self._went_away(err)
-                return []
-        return self._bounded(lambda: self._client.list_artifacts(run_id, path))
+        a clash with an earlier upload of a resumed run), which a failed listing also starts (nothing to keep)."""
+        return self._send_or_keep(run_id, lambda: self._client.list_artifacts(run_id, path), lambda: None) or []
 
     def log_model(self, checkpoint: str, example: Any, tags: dict[str, Any], time_columns: tuple[str, ...]) -> Any:
         """:func:`~ml_tabular.mlops.model.log_checkpoint_model` for this run; its ``ModelInfo``, or ``None`` when it
@@ -134,7 +125,7 @@ class SpoolingClient:
             )  # fmt: skip
 
         send = lambda: log_checkpoint_model(self.tracking_uri, self.run_id, checkpoint, example, tags, time_columns)  # noqa: E731
-        return self._write(self.run_id, send, keep)
+        return self._send_or_keep(self.run_id, send, keep)
 
     def flush(self, force: bool = False) -> bool:
         """Send the kept writes if the server answers; whether none is left. Tried at most every ``RETRY_SECONDS``
@@ -150,7 +141,7 @@ class SpoolingClient:
                 sent = self.spool.send(self._client)
         except Exception as err:
             if not is_unavailable(err):
-                log.warning("tracking server %s refused a kept write: %s", self._server, _first_line(err))
+                log.warning("tracking server %s refused a kept write: %s", self._server, first_line(err, REASON_CHARS))
             return False
         self.away = False
         log.info("tracking server %s is back: the %d writes kept while it was away are sent", self._server, sent)
@@ -160,7 +151,7 @@ class SpoolingClient:
     def _server(self) -> str:
         return redact_value(self.tracking_uri)
 
-    def _write(self, run_id: str, send: Callable[[], Any], keep: Callable[[], None]) -> Any:
+    def _send_or_keep(self, run_id: str, send: Callable[[], Any], keep: Callable[[], None]) -> Any:
         if self.spool is None or run_id != self.run_id:
             return self._bounded(send)
         if not self.away:
@@ -188,7 +179,7 @@ class SpoolingClient:
 
     def _reason(self, err: BaseException) -> str:
         """Why a write failed, in words: what happened to the connection, or the server's answer."""
-        text = _first_line(err)
+        text = first_line(err, REASON_CHARS)
         if text.startswith("API request to") and " failed with " in text:  # no HTTP answer at all (rest_utils)
             return connection_failure(str(err), float(os.environ.get(TIMEOUT_VAR, TRAINING_REQUESTS[TIMEOUT_VAR])))
         return text
@@ -197,8 +188,3 @@ class SpoolingClient:
 def _folder(artifact_file: str) -> str | None:
     folder = str(Path(artifact_file).parent)
     return None if folder == "." else folder
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(getattr(err, "message", err)).strip()
-    return (text.splitlines() or [type(err).__name__])[0][:200]

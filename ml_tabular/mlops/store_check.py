@@ -149,8 +149,13 @@ def _refusal(uri: str, experiment_name: str, err: Exception) -> TrackingError:
             f"{server}: user '{user}' has no permission to write to experiment '{experiment_name}' (HTTP 403). "
             "Ask its owner or an admin for EDIT permission on it, or use another --mlflow.experiment_name."
         )
-    first_line = str(getattr(err, "message", err)).strip().splitlines()[0][:300]
-    return TrackingError(f"{server} did not accept the start-up check: {first_line}")
+    return TrackingError(f"{server} did not accept the start-up check: {first_line(err)}")
+
+
+def first_line(err: BaseException, limit: int = 300) -> str:
+    """The first line of an error's message (MLflow's ``message`` when it has one), at most ``limit`` characters."""
+    text = str(getattr(err, "message", err)).strip()
+    return (text.splitlines() or [type(err).__name__])[0][:limit]
 
 
 def _quick_requests() -> Any:
