@@ -28,6 +28,10 @@ class TeamServer:
     auth: bool
 
     @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
+    @property
     def artifacts(self) -> Path:
         return self.folder / "artifacts"
 

@@ -68,6 +68,13 @@ def check_complete(url: str, folder: Path, log_model: bool = False) -> None:
 
 
 @pytest.fixture
+def gate(tmp_path: Path, table_csv: Path) -> Path:
+    """The fits' working folder is tmp_path, holding table.csv; the returned folder is where they pause."""
+    table_csv.rename(tmp_path / "table.csv")
+    return tmp_path / "gate"
+
+
+@pytest.fixture
 def sqlite_backed(tmp_path: Path) -> tuple[Path, str]:
     """A server folder and its SQLite store URI (kept across the server's restarts)."""
     folder = tmp_path / "server"
@@ -76,11 +83,9 @@ def sqlite_backed(tmp_path: Path) -> tuple[Path, str]:
 
 
 def test_server_killed_mid_run_gets_everything_when_it_is_back(
-    tmp_path: Path, table_csv: Path, sqlite_backed: tuple[Path, str]
+    tmp_path: Path, gate: Path, sqlite_backed: tuple[Path, str]
 ) -> None:
     folder, store = sqlite_backed
-    gate = tmp_path / "gate"
-    table_csv.rename(tmp_path / "table.csv")
     with team_server(folder, store, auth=False) as server:
         fit = start_fit(tmp_path, server, gate, [2, 4])
         wait_for(gate / "at-2")
@@ -90,24 +95,22 @@ def test_server_killed_mid_run_gets_everything_when_it_is_back(
     wait_for(gate / "at-4")  # epochs 2 and 3 trained with the server away
     assert time.monotonic() - lost < 60
     assert list(tmp_path.glob("mlruns/*/*/spool/journal.jsonl")), "what the server missed is kept"
-    with team_server(folder, store, auth=False, port=int(server.url.rsplit(":", 1)[1])) as back:
+    with team_server(folder, store, auth=False, port=server.port) as back:
         (gate / "go-4").touch()
         stderr = finished(fit)
         assert "is not taking writes" in stderr and "is back" in stderr
         check_complete(back.url, tmp_path)
 
 
-def test_server_gone_for_good_then_sync(tmp_path: Path, table_csv: Path, sqlite_backed: tuple[Path, str]) -> None:
+def test_server_gone_for_good_then_sync(tmp_path: Path, gate: Path, sqlite_backed: tuple[Path, str]) -> None:
     folder, store = sqlite_backed
-    gate = tmp_path / "gate"
-    table_csv.rename(tmp_path / "table.csv")
     with team_server(folder, store, auth=False) as server:
         fit = start_fit(tmp_path, server, gate, [1], "--mlflow.log_model", "true")
         wait_for(gate / "at-1")
         crash(server)
     (gate / "go-1").touch()
     stderr = finished(fit)
-    assert "ml_tabular sync --run-id" in stderr.splitlines()[-1] or "ml_tabular sync --run-id" in stderr
+    assert "ml_tabular sync --run-id" in stderr
     [spool] = tmp_path.glob("mlruns/*/*/spool")
     run_id = spool.parent.name
 
@@ -117,7 +120,7 @@ def test_server_gone_for_good_then_sync(tmp_path: Path, table_csv: Path, sqlite_
     assert len(refused.stderr.strip().splitlines()) == 1
     assert spool.is_dir()
 
-    with team_server(folder, store, auth=False, port=int(server.url.rsplit(":", 1)[1])) as back:
+    with team_server(folder, store, auth=False, port=server.port) as back:
         done = run_cli("sync", "--run-id", run_id, cwd=tmp_path)
         assert done.returncode == 0, done.stderr[-3000:]
         assert done.stdout.startswith(f"run {run_id}: sent ") and "(run FINISHED)" in done.stdout
@@ -135,11 +138,9 @@ def hung_listener(port: int) -> socket.socket:
     return sock
 
 
-def test_database_stopped_for_20_s_mid_run(tmp_path: Path, table_csv: Path) -> None:
+def test_database_stopped_for_20_s_mid_run(tmp_path: Path, gate: Path) -> None:
     from postgres import running_postgres
 
-    gate = tmp_path / "gate"
-    table_csv.rename(tmp_path / "table.csv")
     (tmp_path / "server").mkdir()
     with (
         running_postgres() as database,
@@ -159,12 +160,10 @@ def test_database_stopped_for_20_s_mid_run(tmp_path: Path, table_csv: Path) -> N
         check_complete(server.url, tmp_path)
 
 
-def test_server_that_never_answers(tmp_path: Path, table_csv: Path, sqlite_backed: tuple[Path, str]) -> None:
+def test_server_that_never_answers(tmp_path: Path, gate: Path, sqlite_backed: tuple[Path, str]) -> None:
     folder, store = sqlite_backed
-    gate = tmp_path / "gate"
-    table_csv.rename(tmp_path / "table.csv")
     with team_server(folder, store, auth=False) as server:
-        port = int(server.url.rsplit(":", 1)[1])
+        port = server.port
         fit = start_fit(tmp_path, server, gate, [1, 3])
         wait_for(gate / "at-1")
         crash(server)
